@@ -1,0 +1,156 @@
+"""The command line: the only module that imports Typer.
+
+Each command turns options into Settings, calls one runtime function, and maps
+a BtkitError to a red message and its exit status. Heavy modules are imported
+inside commands so `btkit --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+app = typer.Typer(
+    help="btkit: run crypto signal strategies live, crash-safe, with the code you backtest.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+StrategiesDir = Annotated[
+    Path | None,
+    typer.Option("--strategies-dir", help="Folder of strategy files [env BTKIT_STRATEGIES_DIR]"),
+]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Candles and state [env BTKIT_DATA_DIR]")
+]
+LogsDir = Annotated[Path | None, typer.Option("--logs-dir", help="Reports [env BTKIT_LOGS_DIR]")]
+LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {message}")
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Any:
+    import pydantic
+
+    from btkit.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(f"invalid settings ({problems}). Check BTKIT_* variables and .env.", 2)
+
+
+def _parse_speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if speed <= 0:
+        _fail(
+            f"--speed must be a positive number of simulated minutes per second or 'max', "
+            f"not {text!r}",
+            2,
+        )
+    return speed
+
+
+@app.command()
+def live(
+    symbols: Annotated[list[str], typer.Argument(help="Symbols, e.g. BTCUSDT ETHUSDT")],
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="Strategy name")],
+    exchange: Annotated[
+        str, typer.Option("--exchange", "-e", help="'replay' (offline) or a ccxt id, e.g. binance")
+    ] = "replay",
+    speed: Annotated[
+        str, typer.Option(help="Replay: simulated minutes per second, or 'max'")
+    ] = "max",
+    start: Annotated[
+        str | None, typer.Option(help="Replay: first tick, UTC (default: file start + warm-up)")
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Replay: start over; old state is kept aside")
+    ] = False,
+    drain: Annotated[
+        bool, typer.Option("--drain", help="On stop, wait for open signals to close first")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print each event as one JSON object per line")
+    ] = False,
+    strategies_dir: StrategiesDir = None,
+    data_dir: DataDir = None,
+    logs_dir: LogsDir = None,
+    log_level: LogLevel = "INFO",
+) -> None:
+    """Run a strategy on symbols until stopped (or until the replayed history ends)."""
+    from btkit.console import choose_mode, make_printer, setup_logging
+    from btkit.errors import BtkitError
+    from btkit.runtime.assembly import ReplayOptions
+    from btkit.runtime.daemon import run_daemon
+    from btkit.timefmt import parse_utc
+
+    setup_logging(log_level)
+    settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
+    try:
+        start_ms = parse_utc(start) if start else None
+    except ValueError as exc:
+        _fail(f"--start: {exc}", 2)
+    replay = ReplayOptions(start_ms=start_ms, speed=_parse_speed(speed), restart=restart)
+    printer = make_printer(choose_mode(json_output, sys.stdout))
+    try:
+        code = asyncio.run(
+            run_daemon(
+                settings,
+                symbols,
+                strategy=strategy,
+                exchange=exchange,
+                printer=printer,
+                replay=replay,
+                drain=drain,
+            )
+        )
+    except BtkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    raise typer.Exit(code)
+
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+
+@app.command("new-strategy")
+def new_strategy(
+    name: Annotated[str, typer.Argument(help="Strategy name, e.g. my-breakout")],
+    strategies_dir: StrategiesDir = None,
+) -> None:
+    """Write a commented strategy file to start from."""
+    from importlib.resources import files
+
+    if not _NAME.match(name):
+        _fail(f"strategy name {name!r}: use lower-case letters, digits, '-' and '_'", 2)
+    folder = _settings(strategies_dir=strategies_dir).strategies_dir
+    target = folder / f"{name.replace('-', '_')}.py"
+    if target.exists():
+        _fail(f"{target} already exists; pick another name or edit that file", 2)
+    template = files("btkit").joinpath("templates/strategy.py.tmpl").read_text()
+    folder.mkdir(parents=True, exist_ok=True)
+    target.write_text(template.replace("{{name}}", name))
+    typer.echo(f"wrote {target}; try it with: btkit live ETHBTC --strategy {name}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,77 @@
+"""Ambient context for strategy code (SPEC §2), carried by `contextvars`.
+
+Strategies never pass times or names: while a tick runs, `get_candles` and
+`get_average_price` read the tick's time and market from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+from btkit.domain import Candle
+from btkit.market.service import MarketData
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    symbol: str
+    when: int
+    backtest: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MethodContext:
+    strategy_name: str
+    exchange_name: str
+    frame_name: str = ""
+
+
+_execution: ContextVar[ExecutionContext] = ContextVar("btkit_execution")
+_method: ContextVar[MethodContext] = ContextVar("btkit_method")
+_market: ContextVar[MarketData] = ContextVar("btkit_market")
+
+
+@contextmanager
+def tick_context(
+    execution: ExecutionContext, method: MethodContext, market: MarketData
+) -> Iterator[None]:
+    tokens = (_execution.set(execution), _method.set(method), _market.set(market))
+    try:
+        yield
+    finally:
+        _market.reset(tokens[2])
+        _method.reset(tokens[1])
+        _execution.reset(tokens[0])
+
+
+def execution_context() -> ExecutionContext:
+    try:
+        return _execution.get()
+    except LookupError:
+        raise RuntimeError(
+            "btkit context is only available while btkit runs a strategy tick "
+            "(call get_candles / get_average_price from get_signal or a callback)"
+        ) from None
+
+
+def method_context() -> MethodContext:
+    execution_context()
+    return _method.get()
+
+
+async def get_candles(symbol: str, interval: str, limit: int) -> list[Candle]:
+    """The `limit` most recent candles finished at the tick's time, oldest first."""
+    when = execution_context().when
+    return await _market.get().candles(symbol, interval, limit, when)
+
+
+async def get_average_price(symbol: str) -> float:
+    """VWAP of the last five finished minutes at the tick's time."""
+    when = execution_context().when
+    price = await _market.get().average_price(symbol, when)
+    if price is None:
+        raise LookupError(f"no 1m candle for {symbol} in the five minutes before the tick")
+    return price

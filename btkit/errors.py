@@ -1,0 +1,64 @@
+"""btkit's errors, keyed to what the daemon does next.
+
+    BtkitError
+    ├── ConfigError            bad name, option or file the user gave: exit 2, say the fix
+    │   ├── StrategyLoadError  a strategy module failed to import (names file and line)
+    │   └── StateLockedError   another process owns a state file
+    ├── DataError              a candle file is missing or malformed: exit 2
+    ├── ExchangeError          the exchange did not answer usefully
+    │   ├── TransientExchangeError  retry with backoff, then skip the tick
+    │   ├── PermanentExchangeError  unknown symbol, bad credentials: exit 2
+    │   └── ExchangeOutageError     no data for longer than the outage budget: exit 1
+    ├── StorageError           state could not be written (disk full, read-only): exit 1
+    └── StrategyError          user code raised: logged, the tick counts as "no signal"
+
+Corrupt state files are not errors: they are moved aside and reported loudly.
+"""
+
+from __future__ import annotations
+
+
+class BtkitError(Exception):
+    """Base of every error btkit raises on purpose; carries the process exit status."""
+
+    exit_code = 1
+
+
+class ConfigError(BtkitError):
+    exit_code = 2
+
+
+class StrategyLoadError(ConfigError):
+    pass
+
+
+class StateLockedError(ConfigError):
+    pass
+
+
+class DataError(BtkitError):
+    exit_code = 2
+
+
+class ExchangeError(BtkitError):
+    pass
+
+
+class TransientExchangeError(ExchangeError):
+    pass
+
+
+class PermanentExchangeError(ExchangeError):
+    exit_code = 2
+
+
+class ExchangeOutageError(ExchangeError):
+    exit_code = 1
+
+
+class StorageError(BtkitError):
+    exit_code = 1
+
+
+class StrategyError(BtkitError):
+    pass

@@ -1,0 +1,1 @@
+"""Sources of candles: the port, the offline replay, and ccxt."""

@@ -1,0 +1,149 @@
+"""The composition root: from settings and names to a running live session.
+
+Only here are concrete adapters chosen (exchange, clock, state files); every
+other module receives its collaborators.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from btkit.clock import Clock, SimulatedClock, WallClock
+from btkit.domain import MINUTE_MS
+from btkit.engine.intervals import floor_to
+from btkit.errors import ConfigError, StorageError
+from btkit.exchanges.base import Exchange
+from btkit.exchanges.registry import open_exchange
+from btkit.exchanges.replay import REPLAY, ReplayExchange
+from btkit.market.service import ExchangeMarket
+from btkit.runtime.live import LiveOptions, LiveSession
+from btkit.runtime.runner import SymbolRunner
+from btkit.settings import Settings
+from btkit.store.signal_state import JsonSignalStore
+from btkit.strategies import StrategyDef, resolve_strategy
+from btkit.timefmt import file_stamp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    start_ms: int | None = None
+    speed: float | None = None
+    """Simulated minutes per wall second; None runs as fast as possible."""
+    restart: bool = False
+
+
+@dataclass
+class LiveSetup:
+    session: LiveSession
+    strategy: StrategyDef
+    exchange: Exchange
+    symbols: list[str]
+    stores: list[JsonSignalStore]
+    replay_start_ms: int | None = None
+
+
+@asynccontextmanager
+async def open_live(
+    settings: Settings,
+    symbols: Sequence[str],
+    strategy_name: str,
+    exchange_name: str,
+    *,
+    replay: ReplayOptions = ReplayOptions(),
+    clock: Clock | None = None,
+) -> AsyncIterator[LiveSetup]:
+    """Load the strategy, open the exchange, lock and restore state; release all on exit."""
+    if not symbols:
+        raise ConfigError("Give at least one symbol, e.g. `btkit live BTCUSDT ...`.")
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError(f"A symbol is given twice: {' '.join(symbols)}.")
+    is_replay = exchange_name == REPLAY
+    if not is_replay and (replay.restart or replay.start_ms is not None):
+        raise ConfigError("--start and --restart apply to the replay exchange only.")
+    strategy = resolve_strategy(settings.strategies_dir, strategy_name)
+    simulated = SimulatedClock(0, speed=replay.speed) if is_replay else None
+    clock = clock or simulated or WallClock()
+    async with AsyncExitStack() as stack:
+        exchange = open_exchange(exchange_name, candles_dir=settings.candles_dir, clock=clock)
+        stack.push_async_callback(exchange.close)
+        resolved = await exchange.check_symbols(symbols)
+        stores = [_locked_store(stack, settings, exchange.name, strategy.name, s) for s in resolved]
+        if replay.restart:
+            _set_aside(stores)
+        market = ExchangeMarket(exchange)
+        runners = [
+            SymbolRunner(
+                symbol=symbol,
+                strategy=strategy,
+                exchange_name=exchange.name,
+                market=market,
+                store=store,
+                costs=settings.costs,
+            )
+            for symbol, store in zip(resolved, stores, strict=True)
+        ]
+        options = LiveOptions(
+            settle_ms=0 if is_replay else int(settings.tick_settle_seconds * 1000),
+            outage_budget_ms=int(settings.outage_budget_minutes * MINUTE_MS),
+            heartbeat_seconds=settings.heartbeat_seconds,
+        )
+        ends: dict[str, int] = {}
+        start_ms = None
+        if isinstance(exchange, ReplayExchange) and isinstance(clock, SimulatedClock):
+            start_ms = _replay_start(exchange, runners, strategy, replay.start_ms)
+            clock.jump_to(start_ms)
+            ends = {symbol: exchange.last_finish(symbol) for symbol in resolved}
+        session = LiveSession(runners, clock, options=options, ends=ends)
+        yield LiveSetup(session, strategy, exchange, resolved, stores, start_ms)
+
+
+def _locked_store(
+    stack: AsyncExitStack, settings: Settings, exchange: str, strategy: str, symbol: str
+) -> JsonSignalStore:
+    store = JsonSignalStore(
+        settings.signal_dir,
+        exchange_name=exchange,
+        strategy_name=strategy,
+        symbol=symbol,
+        now_ms=WallClock().now_ms,
+    )
+    store.acquire()
+    stack.callback(store.release)
+    return store
+
+
+def _set_aside(stores: Sequence[JsonSignalStore]) -> None:
+    """--restart: keep the old replay state under another name rather than delete it."""
+    stamp = file_stamp(WallClock().now_ms())
+    for store in stores:
+        if store.path.exists():
+            aside = store.path.with_name(f"{store.path.name}.restart-{stamp}")
+            try:
+                os.replace(store.path, aside)
+            except OSError as exc:
+                raise StorageError(f"Cannot move {store.path} aside: {exc.strerror}.") from exc
+            log.info("--restart: previous replay state kept as %s", aside)
+
+
+def _replay_start(
+    exchange: ReplayExchange,
+    runners: Sequence[SymbolRunner],
+    strategy: StrategyDef,
+    requested: int | None,
+) -> int:
+    cursors = [r.last_tick + MINUTE_MS for r in runners if r.last_tick is not None]
+    if cursors:
+        start = min(cursors)
+        if requested is not None and requested != start:
+            log.warning("resuming the replay from its saved cursor; --restart honours --start")
+        return start
+    if requested is not None:
+        return floor_to(requested, MINUTE_MS)
+    first = max(exchange.first_open(r.symbol) for r in runners)
+    return floor_to(first, MINUTE_MS) + strategy.warmup_minutes * MINUTE_MS

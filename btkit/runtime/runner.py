@@ -1,0 +1,222 @@
+"""One symbol's tick (SPEC §3), the same for live and backtest.
+
+The decisions are the pure functions of `btkit.engine`; this driver only
+fetches prices, calls the strategy inside its ambient context, persists, and
+runs callbacks. State is persisted *before* a result is returned, so whatever a
+caller reports is already safe on disk.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from typing import Literal
+
+from btkit.context import ExecutionContext, MethodContext, tick_context
+from btkit.domain import (
+    ActiveResult,
+    ClosedResult,
+    IdleResult,
+    OpenedResult,
+    OpenSignal,
+    Signal,
+    TickResult,
+)
+from btkit.engine.decision import close_reason, signal_call_due
+from btkit.engine.pnl import Costs, compute_pnl
+from btkit.engine.validation import coerce_signal, validate_signal
+from btkit.market.service import MarketData
+from btkit.store.signal_state import PersistedState, SignalStore
+from btkit.strategies import Callback, StrategyDef
+
+log = logging.getLogger(__name__)
+
+_SIGNAL_IDS = uuid.UUID("6f1c1d2e-5b7a-4a43-9a51-1f0e6b0d7c11")
+
+CallbackName = Literal["on_open", "on_active", "on_idle", "on_close", "on_tick"]
+
+
+def signal_id(exchange_name: str, strategy_name: str, symbol: str, timestamp: int) -> str:
+    """Deterministic, so a replay after a crash re-creates the same id."""
+    return str(uuid.uuid5(_SIGNAL_IDS, f"{exchange_name}/{strategy_name}/{symbol}/{timestamp}"))
+
+
+class SymbolRunner:
+    def __init__(
+        self,
+        *,
+        symbol: str,
+        strategy: StrategyDef,
+        exchange_name: str,
+        market: MarketData,
+        store: SignalStore,
+        costs: Costs,
+        backtest: bool = False,
+        frame_name: str = "",
+    ) -> None:
+        self.symbol = symbol
+        self.strategy = strategy
+        self.exchange_name = exchange_name
+        self.market = market
+        self.costs = costs
+        self.backtest = backtest
+        self.stopped = False
+        """No new signals once set; an open signal is still monitored."""
+        self._store = store
+        self._method = MethodContext(strategy.name, exchange_name, frame_name)
+        restored = store.load()
+        self.signal: OpenSignal | None = restored.signal
+        self.last_signal_call = restored.last_signal_call
+        self.last_tick = restored.last_tick
+        self.restored_signal = restored.signal
+        self.mid_tick = False
+        """True while a tick runs: its in-memory state is then not yet consistent."""
+
+    async def tick(self, when: int) -> TickResult | None:
+        """Run one tick at `when`; None when it is skipped for lack of candles."""
+        execution = ExecutionContext(self.symbol, when, self.backtest)
+        self.mid_tick = True
+        try:
+            with tick_context(execution, self._method, self.market):
+                if self.signal is None:
+                    result = await self._tick_without_signal(when)
+                else:
+                    result = await self._tick_with_signal(self.signal, when)
+                self.last_tick = when
+                if result is not None:
+                    await self._callback("on_tick", result)
+        finally:
+            self.mid_tick = False
+        return result
+
+    def checkpoint(self) -> None:
+        """Persist the cursor (last tick) without a state change, e.g. on stop."""
+        self._persist()
+
+    async def _tick_without_signal(self, when: int) -> TickResult | None:
+        if not self.stopped and signal_call_due(
+            self.last_signal_call, when, self.strategy.interval_ms
+        ):
+            self.last_signal_call = when
+            accepted = self._accept(await self._call_strategy(), when)
+            if accepted is not None:
+                self.signal = accepted
+                self.last_tick = when
+                self._persist()
+                opened = OpenedResult(
+                    strategy_name=self.strategy.name,
+                    exchange_name=self.exchange_name,
+                    symbol=self.symbol,
+                    timestamp=when,
+                    current_price=accepted.price_open,
+                    signal=accepted,
+                )
+                await self._callback("on_open", opened)
+                return opened
+        price = await self.market.average_price(self.symbol, when)
+        idle = IdleResult(
+            strategy_name=self.strategy.name,
+            exchange_name=self.exchange_name,
+            symbol=self.symbol,
+            timestamp=when,
+            current_price=price,
+        )
+        await self._callback("on_idle", idle)
+        return idle
+
+    async def _tick_with_signal(self, signal: OpenSignal, when: int) -> TickResult | None:
+        price = await self.market.average_price(self.symbol, when)
+        if price is None:
+            log.warning(
+                "%s %s: no 1m candle in the 5 minutes before %d; tick skipped, "
+                "signal %s stays open",
+                self.strategy.name,
+                self.symbol,
+                when,
+                signal.id,
+            )
+            return None
+        reason = close_reason(signal, price, when)
+        if reason is None:
+            active = ActiveResult(
+                strategy_name=self.strategy.name,
+                exchange_name=self.exchange_name,
+                symbol=self.symbol,
+                timestamp=when,
+                current_price=price,
+                signal=signal,
+            )
+            await self._callback("on_active", active)
+            return active
+        self.signal = None
+        self.last_tick = when
+        self._persist()
+        closed = ClosedResult(
+            strategy_name=self.strategy.name,
+            exchange_name=self.exchange_name,
+            symbol=self.symbol,
+            timestamp=when,
+            current_price=price,
+            signal=signal,
+            close_reason=reason,
+            close_timestamp=when,
+            pnl=compute_pnl(signal.position, signal.price_open, price, self.costs),
+        )
+        await self._callback("on_close", closed)
+        return closed
+
+    async def _call_strategy(self) -> object:
+        try:
+            return await self.strategy.get_signal(self.symbol)
+        except Exception:
+            log.exception(
+                "strategy %s raised in get_signal for %s (file %s); counted as no signal",
+                self.strategy.name,
+                self.symbol,
+                self.strategy.source,
+            )
+            return None
+
+    def _accept(self, raw: object, when: int) -> OpenSignal | None:
+        if raw is None:
+            return None
+        signal = coerce_signal(raw)
+        problems = signal if isinstance(signal, list) else validate_signal(signal, when)
+        if problems or not isinstance(signal, Signal):
+            log.error(
+                "strategy %s returned an invalid signal for %s, rejected: %s",
+                self.strategy.name,
+                self.symbol,
+                "; ".join(problems),
+            )
+            return None
+        return OpenSignal(
+            id=signal.id or signal_id(self.exchange_name, self.strategy.name, self.symbol, when),
+            position=signal.position,
+            price_open=float(signal.price_open),
+            price_take_profit=float(signal.price_take_profit),
+            price_stop_loss=float(signal.price_stop_loss),
+            minute_estimated_time=signal.minute_estimated_time,
+            symbol=self.symbol,
+            strategy_name=self.strategy.name,
+            exchange_name=self.exchange_name,
+            timestamp=when,
+            note=signal.note,
+        )
+
+    def _persist(self) -> None:
+        self._store.save(PersistedState(self.signal, self.last_signal_call, self.last_tick))
+
+    async def _callback(self, name: CallbackName, result: TickResult) -> None:
+        callback: Callback | None = getattr(self.strategy, name)
+        if callback is None:
+            return
+        try:
+            outcome = callback(result)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            log.exception(
+                "strategy %s: %s callback raised for %s", self.strategy.name, name, self.symbol
+            )

@@ -1,0 +1,41 @@
+"""Typed settings: defaults < `.env` < `BTKIT_*` environment < command-line options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from btkit.engine.pnl import Costs
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BTKIT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    strategies_dir: Path = Field(Path("strategies"), description="Folder of strategy *.py files")
+    data_dir: Path = Field(Path("data"), description="Candles, signal state and the ledger")
+    logs_dir: Path = Field(Path("logs"), description="Reports")
+    fee_percent: float = Field(0.1, ge=0, lt=50, description="Fee per side, percent")
+    slippage_percent: float = Field(0.1, ge=0, lt=50, description="Slippage per side, percent")
+    tick_settle_seconds: float = Field(
+        2.0, ge=0, le=30, description="Wait after the minute so the finished candle is served"
+    )
+    heartbeat_seconds: float = Field(300.0, gt=0, description="Heartbeat log interval")
+    outage_budget_minutes: float = Field(
+        15.0, gt=0, description="Exit non-zero after this long without candles"
+    )
+
+    @property
+    def costs(self) -> Costs:
+        return Costs(fee_percent=self.fee_percent, slippage_percent=self.slippage_percent)
+
+    @property
+    def candles_dir(self) -> Path:
+        return self.data_dir / "candles"
+
+    @property
+    def signal_dir(self) -> Path:
+        return self.data_dir / "signal"

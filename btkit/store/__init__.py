@@ -1,0 +1,1 @@
+"""Everything btkit keeps on disk: signal state, candle files."""

@@ -1,0 +1,65 @@
+"""Crash-safe file replacement: a reader sees the old file or the new one, never half."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from btkit.errors import StorageError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def ensure_private_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise StorageError(f"Cannot create folder {folder}: {exc.strerror}.") from exc
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder.
+
+    The file is created readable by the owner only. Errors (disk full, read-only
+    folder) leave the previous file untouched and raise StorageError.
+    """
+    folder = path.parent
+    fd = -1
+    temp_name = ""
+    try:
+        fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+        with os.fdopen(fd, "wb") as handle:
+            fd = -1
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+        temp_name = ""
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise StorageError(
+            f"Cannot write {path}: {exc.strerror or exc}. The previous file is intact; "
+            "free disk space or fix the folder's permissions, then restart."
+        ) from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        if temp_name:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+
+
+def remove_stale_temp_files(folder: Path, target_name: str) -> list[Path]:
+    """Delete temp files a crash left behind for `target_name`; the target is always whole."""
+    removed = []
+    for leftover in folder.glob(f".{target_name}.*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            removed.append(leftover)
+    return removed

@@ -1,0 +1,150 @@
+"""Strategies: the `@strategy` decorator and loading `*.py` files from a folder.
+
+A module declares strategies by decorating async functions; loading a folder
+collects every `StrategyDef` its modules define. Nothing is registered
+globally, so two folders never see each other's strategies.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import inspect
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from btkit.domain import Signal
+from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
+from btkit.errors import ConfigError, StrategyLoadError
+
+SignalFunction = Callable[[str], Awaitable[Signal | Mapping[str, Any] | None]]
+Callback = Callable[[Any], object]
+
+
+@dataclass(frozen=True, slots=True)
+class StrategyDef:
+    name: str
+    interval: str
+    get_signal: SignalFunction
+    warmup_minutes: int = 60
+    on_open: Callback | None = None
+    on_active: Callback | None = None
+    on_idle: Callback | None = None
+    on_close: Callback | None = None
+    on_tick: Callback | None = None
+    source: Path | None = None
+
+    @property
+    def interval_ms(self) -> int:
+        return interval_ms(self.interval)
+
+
+def strategy(
+    name: str,
+    *,
+    interval: str = "1m",
+    warmup_minutes: int = 60,
+    on_open: Callback | None = None,
+    on_active: Callback | None = None,
+    on_idle: Callback | None = None,
+    on_close: Callback | None = None,
+    on_tick: Callback | None = None,
+) -> Callable[[SignalFunction], StrategyDef]:
+    """Declare an async `get_signal(symbol)` as the strategy `name`.
+
+    `interval` is the least time between two `get_signal` calls for a symbol;
+    `warmup_minutes` is the history it needs before its first call. Callbacks
+    receive the tick result and may be plain or async functions.
+    """
+    if interval not in SIGNAL_INTERVALS:
+        raise ValueError(
+            f"strategy {name!r}: interval must be one of {', '.join(SIGNAL_INTERVALS)}, "
+            f"not {interval!r}"
+        )
+    if warmup_minutes < 0:
+        raise ValueError(f"strategy {name!r}: warmup_minutes must be >= 0")
+
+    def decorate(function: SignalFunction) -> StrategyDef:
+        if not inspect.iscoroutinefunction(function):
+            raise TypeError(f"strategy {name!r}: get_signal must be an `async def` function")
+        return StrategyDef(
+            name,
+            interval,
+            function,
+            warmup_minutes,
+            on_open,
+            on_active,
+            on_idle,
+            on_close,
+            on_tick,
+        )
+
+    return decorate
+
+
+def load_strategies(folder: Path) -> dict[str, StrategyDef]:
+    """Every strategy declared by the `*.py` files of `folder` (files starting `_` skipped)."""
+    if not folder.is_dir():
+        raise ConfigError(
+            f"Strategies folder {folder} does not exist. Create a strategy with "
+            "`btkit new-strategy NAME`, or point --strategies-dir at your folder."
+        )
+    found: dict[str, StrategyDef] = {}
+    for path in sorted(folder.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        for value in vars(_import_file(path)).values():
+            if not isinstance(value, StrategyDef):
+                continue
+            if value.name in found and found[value.name].source != path:
+                raise ConfigError(
+                    f"Strategy name {value.name!r} is declared twice: in "
+                    f"{found[value.name].source} and in {path}. Rename one of them."
+                )
+            found[value.name] = replace(value, source=path)
+    return found
+
+
+def resolve_strategy(folder: Path, name: str) -> StrategyDef:
+    available = load_strategies(folder)
+    if name in available:
+        return available[name]
+    names = sorted(available)
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    listing = ", ".join(names) if names else "none"
+    raise ConfigError(
+        f"Strategy {name!r} not found in {folder}.{hint} Available: {listing}. "
+        "Use --strategies-dir to look elsewhere, or `btkit new-strategy NAME` to create one."
+    )
+
+
+def _import_file(path: Path) -> ModuleType:
+    module_name = f"btkit_user_strategies.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise StrategyLoadError(f"Cannot load strategy file {path}.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        line = _failing_line(path, exc)
+        raise StrategyLoadError(
+            f"Strategy file {path}:{line} failed to import: {type(exc).__name__}: {exc}. "
+            "Fix the file (or move it out of the strategies folder) and try again."
+        ) from exc
+    return module
+
+
+def _failing_line(path: Path, exc: Exception) -> int | str:
+    if isinstance(exc, SyntaxError) and exc.lineno is not None:
+        return exc.lineno
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    return frames[-1].lineno or "?" if frames else "?"

@@ -1,0 +1,28 @@
+"""UTC time for humans and file names; all btkit times are ms since the epoch, UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utc(timestamp_ms: int) -> datetime:
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
+def format_time(timestamp_ms: int | None) -> str:
+    return "never" if timestamp_ms is None else utc(timestamp_ms).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def file_stamp(timestamp_ms: int) -> str:
+    return utc(timestamp_ms).strftime("%Y%m%dT%H%M%SZ")
+
+
+def parse_utc(text: str) -> int:
+    """`2018-01-21`, `2018-01-21T10:00` or with an offset; naive times are UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
