@@ -36,7 +36,9 @@ LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING
 def _fail(message: str, code: int) -> NoReturn:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {message}")
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]error:[/bold red] {message}"
+    )
     raise typer.Exit(code)
 
 

@@ -146,5 +146,8 @@ def _import_file(path: Path) -> ModuleType:
 def _failing_line(path: Path, exc: Exception) -> int | str:
     if isinstance(exc, SyntaxError) and exc.lineno is not None:
         return exc.lineno
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    target = path.resolve()
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename).resolve() == target
+    ]
     return frames[-1].lineno or "?" if frames else "?"

@@ -1,0 +1,3 @@
+from btkit.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""Temporary btkit projects and helpers to run the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+ALWAYS_LONG = """
+from btkit import Signal, get_average_price, strategy
+
+@strategy("always-long", interval="5m", warmup_minutes=10)
+async def always_long(symbol):
+    price = await get_average_price(symbol)
+    return Signal("long", price, price * 1.01, price * 0.99, 240)
+"""
+
+
+@dataclass
+class Project:
+    root: Path
+
+    @property
+    def signal_dir(self) -> Path:
+        return self.root / "data" / "signal"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BTKIT_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "btkit", *args]
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(*args),
+            cwd=self.root,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command(*args),
+            cwd=self.root,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def write_strategy(self, name: str, text: str) -> Path:
+        path = self.root / "strategies" / name
+        path.write_text(text)
+        return path
+
+
+def json_events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def copy_candles(target: Path, symbol: str, rows: int | None) -> None:
+    source = REPO / "data" / "candles" / f"{symbol}-1m.csv"
+    lines = source.read_text().splitlines(keepends=True)
+    (target / f"{symbol}-1m.csv").write_text("".join(lines if rows is None else lines[: rows + 1]))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A project folder with the shipped strategy and one day of ETHBTC and LTCBTC."""
+    (tmp_path / "strategies").mkdir()
+    shutil.copy(REPO / "strategies" / "my_strategy.py", tmp_path / "strategies")
+    candles = tmp_path / "data" / "candles"
+    candles.mkdir(parents=True)
+    for symbol in ("ETHBTC", "LTCBTC"):
+        copy_candles(candles, symbol, rows=1440)
+    return Project(tmp_path)

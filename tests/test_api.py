@@ -1,0 +1,106 @@
+"""The seeds' Live API in Python, over the replay exchange in a temporary project."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from btkit import ClosedResult, Live, OpenedResult, listen_signal_live
+from btkit.errors import ConfigError
+from btkit.runtime.assembly import ReplayOptions
+from btkit.settings import Settings
+from tests.conftest import ALWAYS_LONG
+
+
+def settings_for(project):
+    root = project.root
+    return Settings(
+        strategies_dir=root / "strategies", data_dir=root / "data", logs_dir=root / "logs"
+    )
+
+
+def test_run_yields_opened_and_closed_and_listeners_hear_them(project):
+    heard = []
+    unsubscribe = listen_signal_live(heard.append)
+
+    async def collect():
+        return [
+            r
+            async for r in Live.run(
+                "ETHBTC", strategy="my-strategy", exchange="replay", settings=settings_for(project)
+            )
+        ]
+
+    try:
+        results = asyncio.run(collect())
+    finally:
+        unsubscribe()
+    assert results
+    assert heard == results
+    assert {type(r) for r in results} == {OpenedResult, ClosedResult}
+    assert all(r.action in ("opened", "closed") for r in results)
+    listen_signal_live(heard.append)()  # unsubscribing twice is harmless
+
+
+def test_errors_propagate_to_the_caller(project):
+    async def consume():
+        async for _ in Live.run(
+            "ETHBTC", strategy="nope", exchange="replay", settings=settings_for(project)
+        ):
+            pass
+
+    with pytest.raises(ConfigError, match="Strategy 'nope' not found"):
+        asyncio.run(consume())
+
+
+def test_background_cancel_lets_the_open_signal_close(project):
+    project.write_strategy("always_long.py", ALWAYS_LONG)
+    seen = []
+
+    async def scenario():
+        first_event = asyncio.Event()
+
+        def hear(result):
+            seen.append(result)
+            first_event.set()
+
+        unsubscribe = listen_signal_live(hear)
+        run = await Live.background(
+            "ETHBTC",
+            strategy="always-long",
+            exchange="replay",
+            settings=settings_for(project),
+            replay=ReplayOptions(speed=600),
+        )
+        try:
+            await asyncio.wait_for(first_event.wait(), timeout=30)
+            run()  # stop: no new signal, but the open one runs to its close
+            await asyncio.wait_for(run.wait(), timeout=30)
+        finally:
+            unsubscribe()
+
+    asyncio.run(scenario())
+    assert [r.action for r in seen] == ["opened", "closed"]
+    assert seen[0].signal.id == seen[1].signal.id
+
+
+def test_symbols_side_by_side_keep_independent_state(project):
+    settings = settings_for(project)
+
+    async def one(symbol):
+        return [
+            r
+            async for r in Live.run(
+                symbol, strategy="my-strategy", exchange="replay", settings=settings
+            )
+        ]
+
+    async def both():
+        return await asyncio.gather(one("ETHBTC"), one("LTCBTC"))
+
+    eth, ltc = asyncio.run(both())
+    assert {r.symbol for r in eth} == {"ETHBTC"}
+    assert {r.symbol for r in ltc} == {"LTCBTC"}
+    files = sorted(p.name for p in project.signal_dir.glob("*.json"))
+    assert files == ["replay-my-strategy-ETHBTC.json", "replay-my-strategy-LTCBTC.json"]

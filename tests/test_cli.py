@@ -1,0 +1,199 @@
+"""The real `btkit` command in a subprocess, on temporary folders, replay exchange."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import stat
+import time
+
+from tests.conftest import ALWAYS_LONG, json_events
+
+
+def test_live_replay_prints_events_writes_state_and_exits_zero(project):
+    done = project.run(
+        "live",
+        "ETHBTC",
+        "LTCBTC",
+        "--strategy",
+        "my-strategy",
+        "--exchange",
+        "replay",
+        "--speed",
+        "max",
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "strategy: my-strategy (every 5m" in out
+    assert "restored: no open signals" in out
+    assert "OPENED  ETHBTC" in out
+    assert "OPENED  LTCBTC" in out
+    assert "CLOSED" in out
+    assert "pnl " in out
+    assert "stopped:" in out.splitlines()[-1]
+    for symbol in ("ETHBTC", "LTCBTC"):
+        path = project.signal_dir / f"replay-my-strategy-{symbol}.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert json.loads(path.read_text())["last_tick"] is not None
+
+
+def test_json_mode_prints_one_event_object_per_line(project):
+    done = project.run("live", "ETHBTC", "-s", "my-strategy", "--json")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert {e["action"] for e in events} == {"opened", "closed"}
+    closed = next(e for e in events if e["action"] == "closed")
+    assert closed["close_reason"] in ("take_profit", "stop_loss", "time_expired")
+    assert set(closed["pnl"]) == {"pnl_percentage", "price_open", "price_close"}
+    assert closed["signal"]["position"] in ("long", "short")
+    assert closed["close_timestamp"] == closed["timestamp"] > closed["signal"]["timestamp"]
+
+
+def test_second_run_resumes_from_the_cursor(project):
+    first = project.run("live", "ETHBTC", "-s", "my-strategy", "--json")
+    second = project.run("live", "ETHBTC", "-s", "my-strategy", "--json")
+    assert first.returncode == second.returncode == 0
+    assert json_events(second.stdout) == []  # the history was already replayed
+    again = project.run("live", "ETHBTC", "-s", "my-strategy", "--json", "--restart")
+    assert json_events(again.stdout) == json_events(first.stdout)
+    assert list(project.signal_dir.glob("*.restart-*"))  # old state kept, not deleted
+
+
+def test_unknown_strategy_exchange_and_symbol_are_clear_errors(project):
+    unknown = project.run("live", "ETHBTC", "-s", "my-strategi")
+    assert unknown.returncode == 2
+    assert "Did you mean my-strategy" in unknown.stderr
+    exchange = project.run("live", "ETHBTC", "-s", "my-strategy", "-e", "binanse")
+    assert exchange.returncode == 2
+    assert "Unknown exchange 'binanse'" in exchange.stderr
+    symbol = project.run("live", "BTCUSDT", "-s", "my-strategy")
+    assert symbol.returncode == 2
+    assert "Available: ETHBTC, LTCBTC" in symbol.stderr
+
+
+def test_broken_strategy_module_names_file_and_line(project):
+    path = project.write_strategy("broken.py", "import math\nvalue = math.nope\n")
+    done = project.run("live", "ETHBTC", "-s", "my-strategy")
+    assert done.returncode == 2
+    assert f"{path.name}:2 failed to import: AttributeError" in done.stderr
+
+
+def test_a_strategy_that_raises_is_logged_and_the_loop_goes_on(project):
+    project.write_strategy(
+        "flaky.py",
+        """
+from btkit import Signal, get_average_price, strategy
+calls = 0
+
+@strategy("flaky", interval="5m", warmup_minutes=10)
+async def flaky(symbol):
+    global calls
+    calls += 1
+    if calls % 2:
+        raise RuntimeError("flaky strategy bug")
+    price = await get_average_price(symbol)
+    return Signal("long", price, price * 1.002, price * 0.998, 30)
+""",
+    )
+    done = project.run("live", "ETHBTC", "-s", "flaky", "--json")
+    assert done.returncode == 0
+    assert "flaky strategy bug" in done.stderr
+    assert "strategy flaky raised in get_signal for ETHBTC" in done.stderr
+    assert len(json_events(done.stdout)) > 10
+
+
+def test_corrupt_state_file_is_moved_aside_and_the_run_goes_on(project):
+    project.signal_dir.mkdir(parents=True)
+    state = project.signal_dir / "replay-my-strategy-ETHBTC.json"
+    state.write_text('{"version": 1, "signal": {"id": ')
+    done = project.run("live", "ETHBTC", "-s", "my-strategy", "--json")
+    assert done.returncode == 0
+    assert "CORRUPT STATE FILE" in done.stderr
+    kept = list(project.signal_dir.glob("replay-my-strategy-ETHBTC.json.corrupt-*"))
+    assert len(kept) == 1
+    assert kept[0].read_text() == '{"version": 1, "signal": {"id": '
+
+
+def close_key(event):
+    pnl = round(event["pnl"]["pnl_percentage"], 9)
+    return event["signal"]["id"], event["close_reason"], event["close_timestamp"], pnl
+
+
+def wait_for_line(process, predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if predicate(line):
+            return line
+        if not line and process.poll() is not None:
+            break
+    raise AssertionError(f"no matching line; stderr: {process.stderr.read()}")
+
+
+def test_second_daemon_is_refused_and_sigterm_stops_cleanly(project):
+    with project.start("live", "ETHBTC", "-s", "my-strategy", "--speed", "60", "--json") as first:
+        try:
+            wait_for_line(first, lambda line: '"opened"' in line)
+            second = project.run("live", "ETHBTC", "-s", "my-strategy")
+            assert second.returncode == 2
+            assert "Another btkit process already runs my-strategy on replay ETHBTC" in (
+                second.stderr
+            )
+            started = time.monotonic()
+            first.send_signal(signal.SIGTERM)
+            assert first.wait(timeout=10) == 0
+            assert time.monotonic() - started < 5
+            assert "SIGTERM: finishing the current tick" in first.stderr.read()
+        finally:
+            first.kill()
+    state = json.loads((project.signal_dir / "replay-my-strategy-ETHBTC.json").read_text())
+    assert state["last_tick"] is not None
+
+
+def test_kill_9_with_an_open_signal_restores_it_and_closes_it_once(project):
+    project.write_strategy("always_long.py", ALWAYS_LONG)
+    args = ("live", "ETHBTC", "-s", "always-long", "--json")
+    shutil.copytree(project.root / "data" / "candles", project.root / "ref-data" / "candles")
+    reference = json_events(project.run(*args, "--data-dir", "ref-data").stdout)
+    assert reference
+
+    with project.start(*args, "--speed", "120") as victim:
+        opened = json.loads(wait_for_line(victim, lambda line: '"opened"' in line))
+        victim.kill()
+    state = json.loads((project.signal_dir / "replay-always-long-ETHBTC.json").read_text())
+    assert state["signal"]["id"] == opened["signal"]["id"]  # persisted before it was printed
+
+    resumed = project.run(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"ETHBTC long open {opened['signal']['price_open']:.8g}" in resumed.stderr
+    after = json_events(resumed.stdout)
+    assert after[0]["action"] == "closed"
+    assert after[0]["signal"]["id"] == opened["signal"]["id"]
+    closes = [e["signal"]["id"] for e in after if e["action"] == "closed"]
+    assert len(closes) == len(set(closes))
+    # The interrupted run and an uninterrupted one close the same signals.
+    ref_closed = [close_key(e) for e in reference if e["action"] == "closed"]
+    got_closed = [close_key(e) for e in after if e["action"] == "closed"]
+    assert ref_closed[-len(got_closed) :] == got_closed
+
+
+def test_new_strategy_writes_a_template_that_runs(project):
+    made = project.run("new-strategy", "my-breakout")
+    assert made.returncode == 0, made.stderr
+    assert (project.root / "strategies" / "my_breakout.py").exists()
+    again = project.run("new-strategy", "my-breakout")
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    done = project.run("live", "ETHBTC", "-s", "my-breakout", "--json")
+    assert done.returncode == 0, done.stderr
+    assert "invalid signal" not in done.stderr
+    assert any(e["action"] == "opened" for e in json_events(done.stdout))
+
+
+def test_help_lists_every_command(project):
+    done = project.run("--help")
+    assert done.returncode == 0
+    assert "live" in done.stdout
+    assert "new-strategy" in done.stdout

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from btkit.domain import OpenSignal
+from btkit.errors import StateLockedError
+from btkit.store.signal_state import JsonSignalStore, PersistedState, state_file_name
+
+SIGNAL = OpenSignal(
+    id="abc",
+    position="long",
+    price_open=1.0,
+    price_take_profit=1.1,
+    price_stop_loss=0.9,
+    minute_estimated_time=30,
+    symbol="ETHBTC",
+    strategy_name="strat",
+    exchange_name="replay",
+    timestamp=60_000,
+)
+
+
+def make_store(folder, strategy="strat"):
+    return JsonSignalStore(
+        folder,
+        exchange_name="replay",
+        strategy_name=strategy,
+        symbol="ETHBTC",
+        now_ms=lambda: 1_516_000_000_000,
+    )
+
+
+def test_round_trip_is_atomic_and_owner_only(tmp_path):
+    store = make_store(tmp_path)
+    state = PersistedState(SIGNAL, last_signal_call=60_000, last_tick=120_000)
+    store.save(state)
+    assert store.load() == state
+    assert store.path.name == "replay-strat-ETHBTC.json"
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [store.path.name]  # no temp file left
+    store.save(PersistedState(None, 60_000, 180_000))
+    assert json.loads(store.path.read_text())["signal"] is None
+
+
+def test_missing_file_means_no_open_signal(tmp_path):
+    assert make_store(tmp_path).load() == PersistedState()
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b'{"version": 1}', b'{"signal": 3}'])
+def test_corrupt_file_is_moved_aside_and_kept(tmp_path, caplog, content):
+    store = make_store(tmp_path)
+    store.path.write_bytes(content)
+    assert store.load() == PersistedState()
+    kept = list(tmp_path.glob("replay-strat-ETHBTC.json.corrupt-*"))
+    assert len(kept) == 1
+    assert kept[0].read_bytes() == content
+    assert not store.path.exists()
+    assert "CORRUPT STATE FILE" in caplog.text
+
+
+def test_a_signal_of_another_strategy_is_ignored(tmp_path, caplog):
+    make_store(tmp_path).save(PersistedState(SIGNAL))
+    other = make_store(tmp_path)
+    other._names = ("replay", "other", "ETHBTC")
+    assert other.load().signal is None
+    assert "not of this run" in caplog.text
+
+
+def test_leftover_temp_files_are_removed_on_acquire(tmp_path):
+    store = make_store(tmp_path)
+    leftover = tmp_path / ".replay-strat-ETHBTC.json.abc123.tmp"
+    leftover.write_text("half")
+    store.acquire()
+    try:
+        assert not leftover.exists()
+    finally:
+        store.release()
+
+
+def test_second_owner_is_refused(tmp_path):
+    first, second = make_store(tmp_path), make_store(tmp_path)
+    first.acquire()
+    try:
+        with pytest.raises(StateLockedError, match="Another btkit process already runs strat"):
+            second.acquire()
+    finally:
+        first.release()
+
+
+def test_names_that_could_escape_the_folder_are_refused():
+    with pytest.raises(ValueError, match="cannot be part of a state file name"):
+        state_file_name("replay", "strat", "../../etc/passwd")

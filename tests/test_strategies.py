@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from btkit.errors import ConfigError, StrategyLoadError
+from btkit.strategies import load_strategies, resolve_strategy, strategy
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD = """
+from btkit import strategy
+
+@strategy("alpha", interval="5m")
+async def alpha(symbol):
+    return None
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_loads_every_strategy_in_the_folder(tmp_path):
+    write(tmp_path, "a.py", GOOD)
+    write(tmp_path, "_helpers.py", "raise SystemExit('never imported')")
+    found = load_strategies(tmp_path)
+    assert list(found) == ["alpha"]
+    assert found["alpha"].interval_ms == 300_000
+    assert found["alpha"].source == tmp_path / "a.py"
+
+
+def test_unknown_name_lists_the_available_ones(tmp_path):
+    write(tmp_path, "a.py", GOOD)
+    with pytest.raises(
+        ConfigError, match=r"'alpah' not found .*Did you mean alpha\?.*Available: alpha"
+    ):
+        resolve_strategy(tmp_path, "alpah")
+
+
+def test_syntax_error_names_file_and_line(tmp_path):
+    path = write(tmp_path, "broken.py", "x = 1\ndef oops(:\n")
+    with pytest.raises(StrategyLoadError, match=rf"{path}:2 failed to import: SyntaxError"):
+        load_strategies(tmp_path)
+
+
+def test_runtime_error_names_file_and_line(tmp_path):
+    path = write(tmp_path, "broken.py", "import os\n\nvalue = 1 / 0\n")
+    with pytest.raises(StrategyLoadError, match=rf"{path}:3 failed to import: ZeroDivisionError"):
+        load_strategies(tmp_path)
+
+
+def test_bad_declaration_is_reported_at_its_line(tmp_path):
+    text = GOOD.replace('interval="5m"', 'interval="7m"')
+    path = write(tmp_path, "a.py", text)
+    with pytest.raises(StrategyLoadError, match=rf"{path}:4 .*interval must be one of"):
+        load_strategies(tmp_path)
+
+
+def test_duplicate_names_name_both_files(tmp_path):
+    first = write(tmp_path, "a.py", GOOD)
+    second = write(tmp_path, "b.py", GOOD)
+    with pytest.raises(ConfigError, match=rf"declared twice: in {first} and in {second}"):
+        load_strategies(tmp_path)
+
+
+def test_missing_folder_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="new-strategy"):
+        load_strategies(tmp_path / "nope")
+
+
+def test_signal_function_must_be_async():
+    with pytest.raises(TypeError, match="async def"):
+        strategy("sync")(lambda symbol: None)
+
+
+def test_shipped_strategy_loads(tmp_path):
+    shutil.copy(REPO / "strategies" / "my_strategy.py", tmp_path)
+    definition = resolve_strategy(tmp_path, "my-strategy")
+    assert definition.interval == "5m"
+    assert asyncio.iscoroutinefunction(definition.get_signal)
