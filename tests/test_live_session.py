@@ -1,0 +1,157 @@
+"""The live driver with a simulated clock and function-backed exchanges."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from btkit import Signal, strategy
+from btkit.clock import SimulatedClock
+from btkit.domain import MINUTE_MS
+from btkit.engine.pnl import Costs
+from btkit.errors import ExchangeOutageError, TransientExchangeError
+from btkit.market.service import ExchangeMarket
+from btkit.runtime.live import LiveOptions, LiveSession
+from btkit.runtime.runner import SymbolRunner
+from btkit.store.signal_state import MemorySignalStore
+from tests.fakes import ListExchange, flat_candle, minute
+
+
+async def no_signal(symbol):
+    return None
+
+
+async def long_signal(symbol):
+    return Signal("long", 100.0, 150.0, 50.0, 30)
+
+
+def make_session(
+    exchange,
+    get_signal=no_signal,
+    *,
+    symbols=("S",),
+    options=LiveOptions(settle_ms=0),
+    end=None,
+):
+    end = minute(60) if end is None else end
+    definition = strategy("test")(get_signal)
+    clock = SimulatedClock(minute(5))
+    market = ExchangeMarket(exchange)
+    runners = [
+        SymbolRunner(
+            symbol=s,
+            strategy=definition,
+            exchange_name="fake",
+            market=market,
+            store=MemorySignalStore(),
+            costs=Costs(),
+        )
+        for s in symbols
+    ]
+    return LiveSession(runners, clock, options=options, ends={s: end for s in symbols})
+
+
+async def collect(session):
+    return [r async for r in session.events()]
+
+
+def test_an_outage_longer_than_the_budget_ends_the_run():
+    failing = ListExchange([], fail=lambda: TransientExchangeError("HTTP 503"))
+    options = LiveOptions(settle_ms=0, outage_budget_ms=10 * MINUTE_MS)
+    session = make_session(failing, options=options, end=minute(600))
+    with pytest.raises(ExchangeOutageError, match="longer than the outage budget"):
+        asyncio.run(collect(session))
+    assert failing.fetches == 12  # minutes 5..16: at 16 the outage exceeds 10 minutes
+
+
+def test_short_outages_are_skipped_and_logged(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(70)]
+    down = {minute(n) for n in range(10, 13)}
+    clock_box = {}
+    exchange = ListExchange(
+        candles,
+        fail=lambda: (
+            TransientExchangeError("HTTP 502") if clock_box["clock"].now_ms() in down else None
+        ),
+    )
+    session = make_session(exchange)
+    clock_box["clock"] = session.clock
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(collect(session))
+    assert caplog.text.count("skipped: HTTP 502") == 3
+    assert session.runners[0].last_tick == minute(60)
+
+
+def test_symbols_are_independent_when_one_fails(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(70)]
+
+    class HalfBroken(ListExchange):
+        async def fetch_candles(self, symbol, interval, since_ms, limit):
+            if symbol == "BAD":
+                raise ValueError("bug in an adapter")
+            return await super().fetch_candles(symbol, interval, since_ms, limit)
+
+    session = make_session(HalfBroken(candles), symbols=("GOOD", "BAD"))
+    asyncio.run(collect(session))
+    assert session.failed_symbols == ["BAD"]
+    assert session.runners[0].last_tick == minute(60)
+    assert "BAD stopped by an unexpected error" in caplog.text
+
+
+def test_stop_with_drain_waits_for_the_open_signal_to_close():
+    candles = [flat_candle(n, 100.0) for n in range(100)]
+    session = make_session(ListExchange(candles), long_signal, end=minute(99))
+
+    async def scenario():
+        results = []
+        async for result in session.events():
+            results.append(result)
+            session.stop(drain=True)
+        return results, session.clock.now_ms()
+
+    results, stopped_at = asyncio.run(scenario())
+    assert [r.action for r in results] == ["opened", "closed"]
+    assert results[1].close_reason == "time_expired"
+    assert stopped_at == minute(5 + 30 + 1)  # not the end of the data
+
+
+def test_plain_stop_leaves_the_signal_open_for_the_next_start():
+    candles = [flat_candle(n, 100.0) for n in range(100)]
+    session = make_session(ListExchange(candles), long_signal, end=minute(99))
+
+    async def scenario():
+        async for _ in session.events():
+            session.stop()
+
+    asyncio.run(scenario())
+    assert session.open_signals == 1
+    assert session.runners[0]._store.state.signal is not None
+
+
+def test_heartbeat_reports_symbols_and_open_signals(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(100)]
+    session = make_session(
+        ListExchange(candles), long_signal, options=LiveOptions(settle_ms=0, heartbeat_seconds=0.01)
+    )
+
+    async def scenario():
+        async for _ in session.events():
+            await asyncio.sleep(0.05)  # a slow consumer: the heartbeat fires meanwhile
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(scenario())
+    assert "heartbeat: 1 symbol(s), 1 open signal(s), last tick" in caplog.text
+
+
+def test_the_candle_cache_stays_bounded():
+    candles = [flat_candle(n, 100.0) for n in range(2000)]
+    market = ExchangeMarket(ListExchange(candles), cache_size=16)
+
+    async def many():
+        for n in range(10, 1990):
+            await market.average_price("S", minute(n))
+
+    asyncio.run(many())
+    assert len(market._cache) == 16
