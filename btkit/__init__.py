@@ -1,7 +1,7 @@
 """btkit: a crash-safe signal trading daemon whose backtest and live share one engine.
 
 Strategy modules use `strategy`, `Signal`, `get_candles` and `get_average_price`;
-programs drive runs with `Live` and `listen_signal_live` (loaded on first use,
+programs drive runs with `Live`, `Backtest` and `listen_signal_live` (loaded on first use,
 so the command line starts fast).
 """
 
@@ -24,10 +24,12 @@ from btkit.domain import (
 from btkit.strategies import StrategyDef, strategy
 
 if TYPE_CHECKING:
-    from btkit.api import Live, LiveUtils, listen_signal_live
+    from btkit.api import Backtest, BacktestUtils, Live, LiveUtils, listen_signal_live
 
 __all__ = [
     "ActiveResult",
+    "Backtest",
+    "BacktestUtils",
     "Candle",
     "ClosedResult",
     "IdleResult",
@@ -45,7 +47,7 @@ __all__ = [
     "strategy",
 ]
 
-_LAZY = {"Live", "LiveUtils", "listen_signal_live"}
+_LAZY = {"Backtest", "BacktestUtils", "Live", "LiveUtils", "listen_signal_live"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""The library API of the seeds, in Python: `Live.run`, `Live.background`, listeners.
+"""The library API of the seeds, in Python: `Live`, `Backtest`, listeners.
 
     async for result in Live.run("BTCUSDT", strategy="my-strategy", exchange="binance"):
         ...
@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
-from btkit.domain import StreamedResult
+from btkit.domain import ClosedResult, OpenSignal, StreamedResult
 from btkit.runtime.assembly import ReplayOptions, open_live
 from btkit.runtime.live import LiveSession
 from btkit.settings import Settings
@@ -30,11 +31,17 @@ class BackgroundRun:
         self.session: LiveSession | None = None
         self.task: asyncio.Task[None] | None = None
         self._cancelled = False
+        self._stop: asyncio.Event | None = None
 
     def __call__(self) -> None:
         self._cancelled = True
         if self.session is not None:
             self.session.stop(drain=True)
+        if self._stop is not None:
+            self._stop.set()
+
+    def attach_stop(self, stop: asyncio.Event) -> None:
+        self._stop = stop
 
     def attach(self, session: LiveSession) -> None:
         self.session = session
@@ -104,5 +111,85 @@ class LiveUtils:
                 log.exception("a listen_signal_live listener raised")
 
 
+class BacktestUtils:
+    """`Backtest.run` yields `closed` results over history and ends with the frame.
+
+    Reports are built from the runs made in this process, per strategy.
+    """
+
+    def __init__(self) -> None:
+        self._closed: dict[str, list[ClosedResult]] = {}
+        self._still_open: dict[str, list[OpenSignal]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(
+        self,
+        symbol: str,
+        *,
+        strategy: str,
+        exchange: str = "replay",
+        start: str | int | None = None,
+        end: str | int | None = None,
+        settings: Settings | None = None,
+    ) -> AsyncIterator[ClosedResult]:
+        from btkit.runtime.backtest_jobs import plan, prepare
+
+        definition, jobs = plan(
+            settings or Settings(), [symbol], strategy, exchange, start=_time(start), end=_time(end)
+        )
+        run = prepare(jobs[0], definition)
+        closed = self._closed.setdefault(definition.name, [])
+        async for result in run.results():
+            closed.append(result)
+            yield result
+        if run.still_open is not None:
+            self._still_open.setdefault(definition.name, []).append(run.still_open)
+
+    async def background(self, symbol: str, **kwargs: Any) -> BackgroundRun:
+        """Run `run(...)` as a task; call the result to stop it early."""
+        handle = BackgroundRun()
+        stop = asyncio.Event()
+        handle.attach_stop(stop)
+
+        async def consume() -> None:
+            async for _ in self.run(symbol, **kwargs):
+                if stop.is_set():
+                    break
+
+        handle.task = asyncio.create_task(consume(), name=f"btkit-backtest-{symbol}")
+        self._tasks.add(handle.task)
+        handle.task.add_done_callback(self._tasks.discard)
+        await asyncio.sleep(0)
+        return handle
+
+    def get_report(self, strategy: str) -> str:
+        from btkit.report.markdown import ReportInput, render
+        from btkit.report.statistics import Trade
+
+        return render(
+            ReportInput(
+                title=f"Backtest report: {strategy}",
+                trades=[Trade.from_closed(c) for c in self._closed.get(strategy, [])],
+                still_open=self._still_open.get(strategy, []),
+                context={"Mode": "backtest"},
+            )
+        )
+
+    def dump(
+        self, strategy: str, path: Path | None = None, settings: Settings | None = None
+    ) -> Path:
+        from btkit.runtime.backtest_command import write_report
+
+        target = path or (settings or Settings()).logs_dir / "backtest" / f"{strategy}.md"
+        return write_report(target, self.get_report(strategy))
+
+
+def _time(value: str | int | None) -> int | None:
+    from btkit.timefmt import parse_utc
+
+    return parse_utc(value) if isinstance(value, str) else value
+
+
 Live = LiveUtils()
+Backtest = BacktestUtils()
 listen_signal_live = Live.listen

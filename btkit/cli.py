@@ -131,6 +131,65 @@ def live(
     raise typer.Exit(code)
 
 
+@app.command()
+def backtest(
+    symbols: Annotated[list[str], typer.Argument(help="Symbols with candle files, e.g. ETHBTC")],
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="Strategy name")],
+    exchange: Annotated[
+        str, typer.Option("--exchange", "-e", help="Name recorded with the results")
+    ] = "replay",
+    start: Annotated[
+        str | None, typer.Option(help="First tick, UTC (default: data start + warm-up)")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="Last tick, UTC (default: data end)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Report path (default: <logs>/backtest/<strategy>.md)")
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print each closed signal as one JSON line")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Processes for several symbols (default: cores)")
+    ] = None,
+    strategies_dir: StrategiesDir = None,
+    data_dir: DataDir = None,
+    logs_dir: LogsDir = None,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Run a strategy over candle history with the live engine's decisions, fast."""
+    from rich.console import Console
+
+    from btkit.console import setup_logging
+    from btkit.errors import BtkitError
+    from btkit.runtime.backtest_command import run_backtest_command
+    from btkit.timefmt import parse_utc
+
+    setup_logging(log_level)
+    settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
+    try:
+        start_ms = parse_utc(start) if start else None
+        end_ms = parse_utc(end) if end else None
+    except ValueError as exc:
+        _fail(f"--start/--end: {exc}", 2)
+    try:
+        code = run_backtest_command(
+            settings,
+            symbols,
+            strategy_name=strategy,
+            exchange=exchange,
+            start=start_ms,
+            end=end_ms,
+            out=out,
+            json_lines=json_output,
+            workers=workers,
+            stdout=Console(highlight=False),
+            stderr=Console(stderr=True, highlight=False),
+        )
+    except BtkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    raise typer.Exit(code)
+
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 

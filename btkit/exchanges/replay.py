@@ -14,7 +14,7 @@ from btkit.domain import MINUTE_MS, Candle
 from btkit.engine.intervals import interval_ms
 from btkit.errors import DataError
 from btkit.market.arrays import CandleArrays, aggregate
-from btkit.store.candle_csv import read_candle_csv
+from btkit.store.candle_cache import load_candles
 
 REPLAY = "replay"
 
@@ -44,7 +44,7 @@ class ReplayExchange:
                     f"Available: {', '.join(available) or 'none'}. Put a "
                     "timestamp,open,high,low,close,volume CSV of 1m candles there."
                 )
-            arrays = read_candle_csv(path)
+            arrays = load_candles(path)
             if len(arrays) == 0:
                 raise DataError(f"{path} has no candles.")
             self._series[symbol] = arrays

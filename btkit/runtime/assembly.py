@@ -20,6 +20,7 @@ from btkit.exchanges.base import Exchange
 from btkit.exchanges.registry import open_exchange
 from btkit.exchanges.replay import REPLAY, ReplayExchange
 from btkit.market.service import ExchangeMarket
+from btkit.runtime.frames import default_start
 from btkit.runtime.live import LiveOptions, LiveSession
 from btkit.runtime.runner import SymbolRunner
 from btkit.settings import Settings
@@ -145,5 +146,4 @@ def _replay_start(
         return start
     if requested is not None:
         return floor_to(requested, MINUTE_MS)
-    first = max(exchange.first_open(r.symbol) for r in runners)
-    return floor_to(first, MINUTE_MS) + strategy.warmup_minutes * MINUTE_MS
+    return default_start((exchange.first_open(r.symbol) for r in runners), strategy.warmup_minutes)

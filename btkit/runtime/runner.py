@@ -17,6 +17,7 @@ from btkit.context import ExecutionContext, MethodContext, tick_context
 from btkit.domain import (
     ActiveResult,
     ClosedResult,
+    CloseReason,
     IdleResult,
     OpenedResult,
     OpenSignal,
@@ -149,6 +150,24 @@ class SymbolRunner:
             )
             await self._callback("on_active", active)
             return active
+        return await self._close(signal, when, price, reason)
+
+    async def close_at(self, when: int, price: float) -> ClosedResult:
+        """Close the open signal at a tick the backtest's scan found; same path as live."""
+        if self.signal is None:
+            raise RuntimeError(f"{self.symbol}: no open signal to close")
+        reason = close_reason(self.signal, price, when)
+        if reason is None:
+            raise RuntimeError(f"{self.symbol}: the signal does not close at {when}")
+        with tick_context(
+            ExecutionContext(self.symbol, when, self.backtest), self._method, self.market
+        ):
+            self.last_tick = when
+            return await self._close(self.signal, when, price, reason)
+
+    async def _close(
+        self, signal: OpenSignal, when: int, price: float, reason: CloseReason
+    ) -> ClosedResult:
         self.signal = None
         self.last_tick = when
         self._persist()

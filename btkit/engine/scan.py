@@ -1,0 +1,30 @@
+"""The backtest's fast-forward (SPEC §7): where an open signal would close, in one pass.
+
+Given the §3 price at every later minute tick, find the first tick at which the
+live loop's `close_reason` would close the signal: a price with TP or SL
+reached, or expiry. Minutes without a price are skipped, as live skips them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from btkit.domain import OpenSignal
+from btkit.engine.decision import price_hits
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+def first_close_index(signal: OpenSignal, times: Ints, prices: Floats) -> int | None:
+    """Index of the first tick that closes `signal`, or None if none in these ticks."""
+    if len(times) == 0:
+        return None
+    take_profit, stop_loss = price_hits(
+        signal.position, signal.price_take_profit, signal.price_stop_loss, prices
+    )
+    by_price = np.asarray(take_profit, dtype=bool) | np.asarray(stop_loss, dtype=bool)
+    closes = (by_price | (times >= signal.expires_at)) & ~np.isnan(prices)
+    index = int(np.argmax(closes))
+    return index if closes[index] else None

@@ -1,0 +1,88 @@
+"""MarketData over candles held in memory, for backtests.
+
+The §3 price (VWAP of the five finished minutes before a tick) is computed once
+for every minute of the history, so the fast-forward scan reads a slice. Sums
+run over the five minutes in time order, with 0 for a missing minute, which is
+exactly the arithmetic of `engine.pricing.vwap`: live and backtest prices are
+bit-for-bit equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from btkit.domain import MINUTE_MS, Candle
+from btkit.engine.intervals import floor_to, interval_ms
+from btkit.engine.pricing import VWAP_MINUTES
+from btkit.market.arrays import CandleArrays, Floats, Ints, aggregate
+
+
+def minute_prices(candles: CandleArrays) -> tuple[int, Floats]:
+    """(time of tick 0, price at every minute tick); NaN where no candle is in the window."""
+    first = int(candles.timestamp[0])
+    grid = ((candles.timestamp - first) // MINUTE_MS).astype(np.int64)
+    size = int(grid[-1]) + 1
+    pad = VWAP_MINUTES
+
+    def dense(values: Floats) -> Floats:
+        out = np.zeros(size + 2 * pad, dtype=np.float64)
+        out[grid + pad] = values
+        return out
+
+    typical = (candles.high + candles.low + candles.close) / 3 * candles.volume
+    present = np.ones(len(candles), dtype=np.float64)
+    sums = [
+        sliding_window_view(dense(column), pad).sum(axis=1)
+        for column in (candles.volume, typical, candles.close, present)
+    ]
+    volume, weighted, closes, count = sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        price = np.where(volume > 0, weighted / volume, closes / count)
+    price[count == 0] = np.nan
+    # Window w covers dense[w : w + 5] = grid minutes [w - 5, w - 1]: the tick at minute w.
+    return first, price
+
+
+class ArrayMarket:
+    def __init__(self, symbol: str, candles: CandleArrays) -> None:
+        if len(candles) == 0:
+            raise ValueError(f"no candles for {symbol}")
+        self.symbol = symbol
+        self.history = candles
+        self.first_tick, self.prices = minute_prices(candles)
+
+    def price_at(self, when: int) -> float | None:
+        index = (floor_to(when, MINUTE_MS) - self.first_tick) // MINUTE_MS
+        if index < 0 or index >= len(self.prices):
+            return None
+        price = float(self.prices[index])
+        return None if price != price else price
+
+    def price_series(self, first_tick: int, last_tick: int) -> tuple[Ints, Floats]:
+        """Tick times and prices for every minute in [first_tick, last_tick]."""
+        start = max((first_tick - self.first_tick) // MINUTE_MS, 0)
+        stop = min((last_tick - self.first_tick) // MINUTE_MS + 1, len(self.prices))
+        if stop <= start:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        times = self.first_tick + np.arange(start, stop, dtype=np.int64) * MINUTE_MS
+        return times, self.prices[start:stop]
+
+    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> list[Candle]:
+        self._check(symbol)
+        if limit <= 0:
+            return []
+        step = interval_ms(interval)
+        end = floor_to(when, step)
+        window = self.history.between(end - limit * step, end)
+        if step != MINUTE_MS:
+            window = aggregate(window, step)
+        return window.slice(max(len(window) - limit, 0), len(window)).to_candles()
+
+    async def average_price(self, symbol: str, when: int) -> float | None:
+        self._check(symbol)
+        return self.price_at(when)
+
+    def _check(self, symbol: str) -> None:
+        if symbol != self.symbol:
+            raise LookupError(f"this backtest has candles for {self.symbol}, not {symbol}")

@@ -1,0 +1,1 @@
+"""Reports: pure statistics over closed trades, and their Markdown form."""

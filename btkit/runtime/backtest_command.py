@@ -1,0 +1,134 @@
+"""`btkit backtest` as a command: progress bars, summary table, report, JSON lines."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from btkit.domain import MINUTE_MS, result_to_dict
+from btkit.report.markdown import ReportInput, render
+from btkit.report.statistics import Trade, summarize
+from btkit.runtime.backtest_jobs import SymbolOutcome, plan, run_all
+from btkit.settings import Settings
+from btkit.store.atomic import atomic_write_bytes, ensure_private_dir
+from btkit.timefmt import format_time
+
+
+def write_report(path: Path, text: str) -> Path:
+    ensure_private_dir(path.parent)
+    atomic_write_bytes(path, text.encode())
+    return path
+
+
+def backtest_report(strategy: str, outcomes: Sequence[SymbolOutcome], exchange: str) -> str:
+    trades = [Trade.from_closed(c) for o in outcomes for c in o.closed]
+    still_open = [o.still_open for o in outcomes if o.still_open is not None]
+    frames = ", ".join(
+        f"{o.job.symbol} {format_time(o.job.frame.start)} to {format_time(o.job.frame.end)}"
+        for o in outcomes
+    )
+    return render(
+        ReportInput(
+            title=f"Backtest report: {strategy}",
+            trades=trades,
+            still_open=still_open,
+            context={"Mode": "backtest", "Exchange": exchange, "Frames": frames},
+        )
+    )
+
+
+def run_backtest_command(
+    settings: Settings,
+    symbols: Sequence[str],
+    *,
+    strategy_name: str,
+    exchange: str,
+    start: int | None,
+    end: int | None,
+    out: Path | None,
+    json_lines: bool,
+    workers: int | None,
+    stdout: Console,
+    stderr: Console,
+) -> int:
+    strategy, jobs = plan(settings, symbols, strategy_name, exchange, start=start, end=end)
+    started = time.perf_counter()
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("candles"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=stderr,
+        disable=not stderr.is_terminal,
+    )
+    tasks: dict[str, TaskID] = {}
+    with progress:
+        for job in jobs:
+            minutes = (job.frame.end - job.frame.start) // MINUTE_MS + 1
+            tasks[job.symbol] = progress.add_task(job.symbol, total=minutes, rate="")
+
+        def advance(symbol: str, when: int) -> None:
+            job = next(j for j in jobs if j.symbol == symbol)
+            done = (when - job.frame.start) // MINUTE_MS + 1
+            rate = done / max(time.perf_counter() - started, 1e-9)
+            progress.update(tasks[symbol], completed=done, rate=f"{rate:,.0f}/s")
+
+        outcomes = run_all(jobs, strategy, workers=workers, on_progress=advance)
+    elapsed = time.perf_counter() - started
+    if json_lines:
+        for outcome in outcomes:
+            for closed in outcome.closed:
+                stdout.print(
+                    json.dumps(result_to_dict(closed), separators=(",", ":")),
+                    soft_wrap=True,
+                    markup=False,
+                    highlight=False,
+                )
+    summary_console = stderr if json_lines else stdout
+    summary_console.print(_summary_table(outcomes))
+    candles = sum((o.job.frame.end - o.job.frame.start) // MINUTE_MS + 1 for o in outcomes)
+    path = write_report(
+        out or settings.logs_dir / "backtest" / f"{strategy.name}.md",
+        backtest_report(strategy.name, outcomes, exchange),
+    )
+    summary_console.print(
+        f"{candles:,} minutes backtested in {elapsed:.2f} s "
+        f"({candles / max(elapsed, 1e-9):,.0f}/s); report written to {path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return 0
+
+
+def _summary_table(outcomes: Sequence[SymbolOutcome]) -> Table:
+    table = Table(title="Backtest summary")
+    for name in ("Symbol", "Signals", "Win rate", "Total PnL", "Max drawdown", "Still open"):
+        table.add_column(name, justify="left" if name == "Symbol" else "right")
+    for outcome in outcomes:
+        s = summarize([Trade.from_closed(c) for c in outcome.closed])
+        win_rate = "N/A" if s.win_rate is None else f"{s.win_rate:.1f}% ({s.wins}W/{s.losses}L)"
+        colour = "green" if s.total_pnl >= 0 else "red"
+        table.add_row(
+            outcome.job.symbol,
+            str(s.trades),
+            win_rate,
+            f"[{colour}]{s.total_pnl:+.3f}%[/{colour}]",
+            f"{s.max_drawdown:.3f}%",
+            "1" if outcome.still_open else "0",
+        )
+    return table

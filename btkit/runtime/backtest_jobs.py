@@ -1,0 +1,197 @@
+"""Backtests of several symbols: planned and checked up front, run one per process.
+
+Each symbol is independent, so they run in a process pool when there are
+several (both cores); results do not depend on the number of workers. A job
+carries names and paths only, and each worker loads the strategy and candles
+itself (from the binary cache, in milliseconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import queue
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from btkit.domain import ClosedResult, OpenedResult, OpenSignal
+from btkit.engine.pnl import Costs
+from btkit.errors import DataError
+from btkit.exchanges.replay import candle_file
+from btkit.market.array_market import ArrayMarket
+from btkit.market.arrays import CandleArrays
+from btkit.runtime.backtest import BacktestRun, Progress
+from btkit.runtime.frames import Frame, default_start, frame_for
+from btkit.runtime.runner import SymbolRunner
+from btkit.settings import Settings
+from btkit.store.candle_cache import load_candles
+from btkit.store.signal_state import MemorySignalStore
+from btkit.strategies import StrategyDef, resolve_strategy
+
+ProgressReport = Callable[[str, int], None]
+"""(symbol, simulated time reached)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestJob:
+    symbol: str
+    strategy_name: str
+    strategies_dir: Path
+    exchange_name: str
+    candles_file: Path
+    frame: Frame
+    costs: Costs
+
+
+@dataclass
+class SymbolOutcome:
+    job: BacktestJob
+    closed: list[ClosedResult] = field(default_factory=list)
+    opened: list[OpenedResult] = field(default_factory=list)
+    still_open: OpenSignal | None = None
+
+
+def _candles(path: Path, symbol: str) -> CandleArrays:
+    if not path.exists():
+        available = sorted(p.name.removesuffix("-1m.csv") for p in path.parent.glob("*-1m.csv"))
+        raise DataError(
+            f"No candle file {path} for {symbol}. Available: {', '.join(available) or 'none'}. "
+            "Put a timestamp,open,high,low,close,volume CSV of 1m candles there."
+        )
+    candles = load_candles(path)
+    if len(candles) == 0:
+        raise DataError(f"{path} has no candles.")
+    return candles
+
+
+def plan(
+    settings: Settings,
+    symbols: Sequence[str],
+    strategy_name: str,
+    exchange_name: str,
+    *,
+    start: int | None = None,
+    end: int | None = None,
+) -> tuple[StrategyDef, list[BacktestJob]]:
+    """Check strategy, files and ranges before any work starts."""
+    strategy = resolve_strategy(settings.strategies_dir, strategy_name)
+    files = {symbol: candle_file(settings.candles_dir, symbol) for symbol in symbols}
+    history = {symbol: _candles(path, symbol) for symbol, path in files.items()}
+    if start is None:
+        start = default_start(
+            (int(c.timestamp[0]) for c in history.values()), strategy.warmup_minutes
+        )
+    jobs = []
+    for symbol, candles in history.items():
+        frame = frame_for(
+            symbol,
+            data_first=int(candles.timestamp[0]),
+            data_last_finish=int(candles.timestamp[-1]) + 60_000,
+            start=start,
+            end=end,
+        )
+        jobs.append(
+            BacktestJob(
+                symbol,
+                strategy.name,
+                settings.strategies_dir,
+                exchange_name,
+                files[symbol],
+                frame,
+                settings.costs,
+            )
+        )
+    return strategy, jobs
+
+
+def prepare(job: BacktestJob, strategy: StrategyDef) -> BacktestRun:
+    market = ArrayMarket(job.symbol, _candles(job.candles_file, job.symbol))
+    runner = SymbolRunner(
+        symbol=job.symbol,
+        strategy=strategy,
+        exchange_name=job.exchange_name,
+        market=market,
+        store=MemorySignalStore(),
+        costs=job.costs,
+        backtest=True,
+        frame_name=job.frame.name,
+    )
+    return BacktestRun(runner, market, job.frame)
+
+
+async def run_one(
+    job: BacktestJob, strategy: StrategyDef, progress: Progress | None = None
+) -> SymbolOutcome:
+    run = prepare(job, strategy)
+    run.progress = progress
+    outcome = SymbolOutcome(job)
+    outcome.closed = [closed async for closed in run.results()]
+    outcome.opened = run.opened
+    outcome.still_open = run.still_open
+    return outcome
+
+
+_progress_queue: multiprocessing.Queue[tuple[str, int]] | None = None
+
+
+def _init_worker(progress: multiprocessing.Queue[tuple[str, int]]) -> None:
+    global _progress_queue
+    _progress_queue = progress
+
+
+def _run_in_worker(job: BacktestJob) -> SymbolOutcome:
+    strategy = resolve_strategy(job.strategies_dir, job.strategy_name)
+    sink = _progress_queue
+
+    def report(when: int) -> None:
+        if sink is not None:
+            sink.put((job.symbol, when))
+
+    return asyncio.run(run_one(job, strategy, report))
+
+
+def run_all(
+    jobs: Sequence[BacktestJob],
+    strategy: StrategyDef,
+    *,
+    workers: int | None = None,
+    on_progress: ProgressReport | None = None,
+) -> list[SymbolOutcome]:
+    """Run every job, in parallel processes when several; outcomes in job order."""
+    workers = min(workers or os.cpu_count() or 1, len(jobs))
+    if workers <= 1:
+        outcomes = []
+        for job in jobs:
+            symbol = job.symbol
+
+            def report(when: int, symbol: str = symbol) -> None:
+                if on_progress is not None:
+                    on_progress(symbol, when)
+
+            outcomes.append(asyncio.run(run_one(job, strategy, report)))
+        return outcomes
+    progress: multiprocessing.Queue[tuple[str, int]] = multiprocessing.Queue()
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(progress,)) as pool:
+        futures: list[Future[SymbolOutcome]] = [pool.submit(_run_in_worker, j) for j in jobs]
+        while not all(f.done() for f in futures):
+            _drain(progress, on_progress, timeout=0.1)
+        _drain(progress, on_progress, timeout=0)
+        return [f.result() for f in futures]
+
+
+def _drain(
+    progress: multiprocessing.Queue[tuple[str, int]],
+    on_progress: ProgressReport | None,
+    timeout: float,
+) -> None:
+    try:
+        item = progress.get(timeout=timeout) if timeout else progress.get_nowait()
+        while True:
+            if on_progress is not None:
+                on_progress(*item)
+            item = progress.get_nowait()
+    except queue.Empty:
+        pass
