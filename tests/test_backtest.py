@@ -1,0 +1,204 @@
+"""SPEC §7: the backtest driver over in-memory candles, and the command's errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import numpy as np
+import pytest
+
+from btkit import Backtest, Signal, strategy
+from btkit.engine.pnl import Costs, compute_pnl
+from btkit.errors import ConfigError, DataError
+from btkit.market.array_market import ArrayMarket
+from btkit.market.arrays import CandleArrays
+from btkit.runtime.backtest import BacktestRun
+from btkit.runtime.frames import Frame
+from btkit.runtime.runner import SymbolRunner
+from btkit.settings import Settings
+from btkit.store.signal_state import MemorySignalStore
+from tests.fakes import flat_candle, minute
+from tests.test_runner import LONG, SCENARIOS, once
+
+
+def arrays(candles):
+    fields = ("timestamp", "open", "high", "low", "close", "volume")
+    return CandleArrays(*[np.array([getattr(c, f) for c in candles]) for f in fields])
+
+
+def make_run(candles, get_signal, *, interval="1m", start=5, end=None):
+    definition = strategy("test", interval=interval)(get_signal)
+    market = ArrayMarket("S", arrays(candles))
+    runner = SymbolRunner(
+        symbol="S",
+        strategy=definition,
+        exchange_name="fake",
+        market=market,
+        store=MemorySignalStore(),
+        costs=Costs(),
+        backtest=True,
+    )
+    last = end if end is not None else len(candles)
+    return BacktestRun(runner, market, Frame(minute(start), minute(last)))
+
+
+async def collect(run):
+    return [closed async for closed in run.results()]
+
+
+@pytest.mark.parametrize(
+    ("signal", "prices", "close_minute", "reason", "close_price"),
+    [s[1:] for s in SCENARIOS],
+    ids=[s[0] for s in SCENARIOS],
+)
+def test_backtest_closes_the_runner_scenarios_the_same_way(
+    signal, prices, close_minute, reason, close_price
+):
+    candles = (
+        [flat_candle(n, 100.0) for n in range(5)]
+        + [flat_candle(5 + i, p) for i, p in enumerate(prices)]
+        + [flat_candle(5 + len(prices) + i, 100.0) for i in range(30)]
+    )
+    closed = asyncio.run(collect(make_run(candles, once(signal))))
+    assert len(closed) == 1
+    assert closed[0].close_reason == reason
+    assert closed[0].close_timestamp == minute(close_minute)
+    assert closed[0].current_price == pytest.approx(close_price)
+    assert closed[0].pnl == compute_pnl(signal.position, 100.0, closed[0].current_price, Costs())
+
+
+def test_the_frame_resumes_at_the_first_step_after_a_close():
+    calls = []
+
+    async def record(symbol):
+        from btkit.context import execution_context
+
+        calls.append(execution_context().when)
+        return LONG if len(calls) == 1 else None
+
+    candles = [flat_candle(n, 100.0) for n in range(5)] + [
+        flat_candle(n, 110.0) for n in range(5, 30)
+    ]
+    closed = asyncio.run(collect(make_run(candles, record, interval="3m", end=20)))
+    assert closed[0].close_timestamp == minute(6)
+    # opened at 5; closed at 6; next call due at 5 + 3m = 8, then every 3 minutes
+    assert calls == [minute(n) for n in (5, 8, 11, 14, 17, 20)]
+
+
+def test_a_signal_open_at_the_end_is_reported_open_not_closed():
+    candles = [flat_candle(n, 100.0) for n in range(20)]
+    run = make_run(candles, once(Signal("long", 100.0, 150.0, 50.0, 600)))
+    assert asyncio.run(collect(run)) == []
+    assert run.still_open is not None
+    assert run.still_open.timestamp == minute(5)
+
+
+def test_minutes_without_candles_are_skipped_as_live_skips_them():
+    prices = {n: 100.0 for n in range(5)} | {n: 105.0 for n in range(5, 8)}
+    prices |= {n: 105.0 for n in range(20, 40)}  # minutes 8..19 have no candle
+    candles = [flat_candle(n, p) for n, p in sorted(prices.items())]
+    long_signal = Signal("long", 100.0, 200.0, 50.0, 10)  # expires at 15, inside the gap
+    closed = asyncio.run(collect(make_run(candles, once(long_signal))))
+    assert closed[0].close_reason == "time_expired"
+    assert closed[0].close_timestamp == minute(21)  # the first tick with a candle before it
+
+
+def test_a_strategy_that_raises_mid_backtest_is_logged_and_the_run_goes_on(caplog):
+    calls = []
+
+    async def flaky(symbol):
+        calls.append(symbol)
+        if len(calls) == 3:
+            raise RuntimeError("mid-run bug")
+        return Signal("long", 100.0, 100.5, 99.0, 2)
+
+    candles = [flat_candle(n, 100.0) for n in range(60)]
+    with caplog.at_level(logging.ERROR):
+        closed = asyncio.run(collect(make_run(candles, flaky)))
+    assert "mid-run bug" in caplog.text
+    assert len(closed) > 10
+
+
+def settings_for(project):
+    root = project.root
+    return Settings(
+        strategies_dir=root / "strategies", data_dir=root / "data", logs_dir=root / "logs"
+    )
+
+
+def test_backtest_api_run_report_and_dump(project):
+    settings = settings_for(project)
+
+    async def collect_api():
+        return [r async for r in Backtest.run("ETHBTC", strategy="my-strategy", settings=settings)]
+
+    results = asyncio.run(collect_api())
+    assert results
+    assert all(r.action == "closed" for r in results)
+    report = Backtest.get_report("my-strategy")
+    assert "# Backtest report: my-strategy" in report
+    assert f"| Closed signals | {len(results)} |" in report
+    path = Backtest.dump("my-strategy", settings=settings)
+    assert path == project.root / "logs" / "backtest" / "my-strategy.md"
+    assert path.read_text() == report
+
+
+def test_backtest_background_can_be_stopped(project):
+    settings = settings_for(project)
+
+    async def scenario():
+        run = await Backtest.background("ETHBTC", strategy="my-strategy", settings=settings)
+        run()
+        await asyncio.wait_for(run.wait(), timeout=30)
+
+    asyncio.run(scenario())
+
+
+def test_start_after_end_and_empty_ranges_are_refused(project):
+    settings = settings_for(project)
+
+    async def consume(**kwargs):
+        async for _ in Backtest.run("ETHBTC", strategy="my-strategy", settings=settings, **kwargs):
+            pass
+
+    with pytest.raises(ConfigError, match="is after --end"):
+        asyncio.run(consume(start="2018-01-21", end="2018-01-20"))
+    with pytest.raises(DataError, match="No candles for ETHBTC from 2019-01-01"):
+        asyncio.run(consume(start="2019-01-01"))
+
+
+def test_cli_backtest_writes_report_and_json_lines(project):
+    done = project.run("backtest", "ETHBTC", "LTCBTC", "-s", "my-strategy", "--json")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines
+    assert all(line.startswith('{"strategy_name":"my-strategy"') for line in lines)
+    assert "Backtest summary" in done.stderr
+    report = project.root / "logs" / "backtest" / "my-strategy.md"
+    assert "## Per symbol" in report.read_text()
+
+
+def test_cli_backtest_errors(project):
+    after = project.run(
+        "backtest", "ETHBTC", "-s", "my-strategy", "--start", "2018-01-21", "--end", "2018-01-20"
+    )
+    assert after.returncode == 2
+    assert "is after --end" in after.stderr
+    empty = project.run("backtest", "ETHBTC", "-s", "my-strategy", "--start", "2020-01-01")
+    assert empty.returncode == 2
+    assert "No candles for ETHBTC" in empty.stderr
+    missing = project.run("backtest", "BTCUSDT", "-s", "my-strategy")
+    assert missing.returncode == 2
+    assert "No candle file" in missing.stderr
+
+
+def test_workers_do_not_change_results(project):
+    one = project.run(
+        "backtest", "ETHBTC", "LTCBTC", "-s", "my-strategy", "--json", "--workers", "1"
+    )
+    two = project.run(
+        "backtest", "ETHBTC", "LTCBTC", "-s", "my-strategy", "--json", "--workers", "2"
+    )
+    assert one.stdout == two.stdout
+    assert one.stdout
