@@ -134,10 +134,11 @@ class BacktestUtils:
     ) -> AsyncIterator[ClosedResult]:
         from btkit.runtime.backtest_jobs import plan, prepare
 
-        definition, jobs = plan(
+        planned = plan(
             settings or Settings(), [symbol], strategy, exchange, start=_time(start), end=_time(end)
         )
-        run = prepare(jobs[0], definition)
+        definition = planned.strategy
+        run = prepare(planned.jobs[0], definition, planned.history[symbol])
         closed = self._closed.setdefault(definition.name, [])
         async for result in run.results():
             closed.append(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 
@@ -10,7 +11,9 @@ def utc(timestamp_ms: int) -> datetime:
 
 
 def format_time(timestamp_ms: int | None) -> str:
-    return "never" if timestamp_ms is None else utc(timestamp_ms).strftime("%Y-%m-%d %H:%M UTC")
+    if timestamp_ms is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp_ms // 1000))
 
 
 def file_stamp(timestamp_ms: int) -> str:

@@ -10,7 +10,6 @@ bit-for-bit equal.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from btkit.domain import MINUTE_MS, Candle
 from btkit.engine.intervals import floor_to, interval_ms
@@ -30,13 +29,20 @@ def minute_prices(candles: CandleArrays) -> tuple[int, Floats]:
         out[grid + pad] = values
         return out
 
+    def window_sum(values: Floats) -> Floats:
+        # Added oldest minute first, as engine.pricing.vwap does, so results match exactly.
+        column = dense(values)
+        width = len(column) - pad + 1
+        total = column[0:width].copy()
+        for offset in range(1, pad):
+            total += column[offset : offset + width]
+        return total
+
     typical = (candles.high + candles.low + candles.close) / 3 * candles.volume
     present = np.ones(len(candles), dtype=np.float64)
-    sums = [
-        sliding_window_view(dense(column), pad).sum(axis=1)
-        for column in (candles.volume, typical, candles.close, present)
-    ]
-    volume, weighted, closes, count = sums
+    volume, weighted, closes, count = (
+        window_sum(column) for column in (candles.volume, typical, candles.close, present)
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         price = np.where(volume > 0, weighted / volume, closes / count)
     price[count == 0] = np.nan

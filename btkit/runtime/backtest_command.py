@@ -64,7 +64,8 @@ def run_backtest_command(
     stdout: Console,
     stderr: Console,
 ) -> int:
-    strategy, jobs = plan(settings, symbols, strategy_name, exchange, start=start, end=end)
+    planned = plan(settings, symbols, strategy_name, exchange, start=start, end=end)
+    strategy, jobs = planned.strategy, planned.jobs
     started = time.perf_counter()
     progress = Progress(
         TextColumn("{task.description}"),
@@ -88,7 +89,7 @@ def run_backtest_command(
             rate = done / max(time.perf_counter() - started, 1e-9)
             progress.update(tasks[symbol], completed=done, rate=f"{rate:,.0f}/s")
 
-        outcomes = run_all(jobs, strategy, workers=workers, on_progress=advance)
+        outcomes = run_all(planned, workers=workers, on_progress=advance)
     elapsed = time.perf_counter() - started
     if json_lines:
         for outcome in outcomes:

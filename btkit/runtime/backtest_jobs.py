@@ -9,13 +9,12 @@ itself (from the binary cache, in milliseconds).
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import queue
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from btkit.domain import ClosedResult, OpenedResult, OpenSignal
 from btkit.engine.pnl import Costs
@@ -30,6 +29,9 @@ from btkit.settings import Settings
 from btkit.store.candle_cache import load_candles
 from btkit.store.signal_state import MemorySignalStore
 from btkit.strategies import StrategyDef, resolve_strategy
+
+if TYPE_CHECKING:
+    import multiprocessing
 
 ProgressReport = Callable[[str, int], None]
 """(symbol, simulated time reached)."""
@@ -53,6 +55,10 @@ class SymbolOutcome:
     opened: list[OpenedResult] = field(default_factory=list)
     still_open: OpenSignal | None = None
 
+    def __repr__(self) -> str:
+        # Short on purpose: asyncio.run formats the main task (and so this result) on exit.
+        return f"SymbolOutcome({self.job.symbol}, {len(self.closed)} closed)"
+
 
 def _candles(path: Path, symbol: str) -> CandleArrays:
     if not path.exists():
@@ -67,6 +73,14 @@ def _candles(path: Path, symbol: str) -> CandleArrays:
     return candles
 
 
+@dataclass
+class Plan:
+    strategy: StrategyDef
+    jobs: list[BacktestJob]
+    history: dict[str, CandleArrays]
+    """Candles already loaded while checking, reused by in-process runs."""
+
+
 def plan(
     settings: Settings,
     symbols: Sequence[str],
@@ -75,7 +89,7 @@ def plan(
     *,
     start: int | None = None,
     end: int | None = None,
-) -> tuple[StrategyDef, list[BacktestJob]]:
+) -> Plan:
     """Check strategy, files and ranges before any work starts."""
     strategy = resolve_strategy(settings.strategies_dir, strategy_name)
     files = {symbol: candle_file(settings.candles_dir, symbol) for symbol in symbols}
@@ -104,11 +118,15 @@ def plan(
                 settings.costs,
             )
         )
-    return strategy, jobs
+    return Plan(strategy, jobs, history)
 
 
-def prepare(job: BacktestJob, strategy: StrategyDef) -> BacktestRun:
-    market = ArrayMarket(job.symbol, _candles(job.candles_file, job.symbol))
+def prepare(
+    job: BacktestJob, strategy: StrategyDef, candles: CandleArrays | None = None
+) -> BacktestRun:
+    if candles is None:
+        candles = _candles(job.candles_file, job.symbol)
+    market = ArrayMarket(job.symbol, candles)
     runner = SymbolRunner(
         symbol=job.symbol,
         strategy=strategy,
@@ -123,9 +141,12 @@ def prepare(job: BacktestJob, strategy: StrategyDef) -> BacktestRun:
 
 
 async def run_one(
-    job: BacktestJob, strategy: StrategyDef, progress: Progress | None = None
+    job: BacktestJob,
+    strategy: StrategyDef,
+    progress: Progress | None = None,
+    candles: CandleArrays | None = None,
 ) -> SymbolOutcome:
-    run = prepare(job, strategy)
+    run = prepare(job, strategy, candles)
     run.progress = progress
     outcome = SymbolOutcome(job)
     outcome.closed = [closed async for closed in run.results()]
@@ -154,13 +175,10 @@ def _run_in_worker(job: BacktestJob) -> SymbolOutcome:
 
 
 def run_all(
-    jobs: Sequence[BacktestJob],
-    strategy: StrategyDef,
-    *,
-    workers: int | None = None,
-    on_progress: ProgressReport | None = None,
+    planned: Plan, *, workers: int | None = None, on_progress: ProgressReport | None = None
 ) -> list[SymbolOutcome]:
     """Run every job, in parallel processes when several; outcomes in job order."""
+    jobs, strategy = planned.jobs, planned.strategy
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     if workers <= 1:
         outcomes = []
@@ -171,8 +189,12 @@ def run_all(
                 if on_progress is not None:
                     on_progress(symbol, when)
 
-            outcomes.append(asyncio.run(run_one(job, strategy, report)))
+            candles = planned.history.get(symbol)
+            outcomes.append(asyncio.run(run_one(job, strategy, report, candles)))
         return outcomes
+    import multiprocessing  # only when a pool is used: it costs start-up time
+    from concurrent.futures import Future, ProcessPoolExecutor
+
     progress: multiprocessing.Queue[tuple[str, int]] = multiprocessing.Queue()
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(progress,)) as pool:
         futures: list[Future[SymbolOutcome]] = [pool.submit(_run_in_worker, j) for j in jobs]
