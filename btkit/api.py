@@ -12,12 +12,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from btkit.domain import ClosedResult, OpenSignal, StreamedResult
 from btkit.runtime.assembly import ReplayOptions, open_live
 from btkit.runtime.live import LiveSession
 from btkit.settings import Settings
+
+if TYPE_CHECKING:
+    from btkit.store.ledger import LedgerContents, Mode, Query
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +106,24 @@ class LiveUtils:
         await asyncio.sleep(0)
         return handle
 
+    def get_report(self, strategy: str, *, settings: Settings | None = None) -> str:
+        """The live report as Markdown, from the ledger: any process, any time."""
+        from btkit.report.builder import markdown_report
+
+        contents, query = _read_ledger(settings or Settings(), strategy, "live")
+        return markdown_report(contents, query)
+
+    def dump(
+        self, strategy: str, path: Path | None = None, *, settings: Settings | None = None
+    ) -> Path:
+        """Write the live report (default `<logs>/live/<strategy>.md`) and its picture."""
+        from btkit.report.builder import default_report_path, write_markdown_report
+
+        settings = settings or Settings()
+        contents, query = _read_ledger(settings, strategy, "live")
+        target = path or default_report_path(settings.logs_dir, query)
+        return write_markdown_report(contents, query, target)
+
     def _emit(self, result: StreamedResult) -> None:
         for listener in list(self._listeners):
             try:
@@ -183,6 +204,18 @@ class BacktestUtils:
 
         target = path or (settings or Settings()).logs_dir / "backtest" / f"{strategy}.md"
         return write_report(target, self.get_report(strategy))
+
+
+def _read_ledger(settings: Settings, strategy: str, mode: Mode) -> tuple[LedgerContents, Query]:
+    from btkit.runtime.assembly import ledger_path
+    from btkit.store.ledger import Query, SqliteLedger
+
+    query = Query(strategy=strategy, mode=mode)
+    ledger = SqliteLedger(ledger_path(settings))
+    try:
+        return ledger.read(query), query
+    finally:
+        ledger.close()
 
 
 def _time(value: str | int | None) -> int | None:

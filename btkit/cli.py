@@ -56,6 +56,16 @@ def _settings(**overrides: Any) -> Any:
         _fail(f"invalid settings ({problems}). Check BTKIT_* variables and .env.", 2)
 
 
+def _console() -> Any:
+    """Rich on stdout; wide when piped, so tables are not squeezed into 80 columns."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    return console
+
+
 def _parse_speed(text: str) -> float | None:
     if text == "max":
         return None
@@ -188,6 +198,63 @@ def backtest(
     except BtkitError as exc:
         _fail(str(exc), exc.exit_code)
     raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    strategy: Annotated[str, typer.Argument(help="Strategy name")],
+    mode: Annotated[str, typer.Option(help="live or backtest (the latest backtest run)")] = "live",
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol")] = None,
+    since: Annotated[str | None, typer.Option(help="Signals opened from this time, UTC")] = None,
+    until: Annotated[str | None, typer.Option(help="Signals opened before this time")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write here (default: <logs>/<mode>/<strategy>.md)")
+    ] = None,
+    report_format: Annotated[str, typer.Option("--format", help="md or json")] = "md",
+    data_dir: DataDir = None,
+    logs_dir: LogsDir = None,
+) -> None:
+    """Print and write a strategy's report from the ledger (works while daemons run)."""
+    from rich.console import Console
+
+    from btkit.errors import BtkitError
+    from btkit.runtime.report_command import run_report
+    from btkit.store.ledger import Query
+    from btkit.timefmt import parse_utc
+
+    if mode not in ("live", "backtest"):
+        _fail(f"--mode must be live or backtest, not {mode!r}", 2)
+    if report_format not in ("md", "json"):
+        _fail(f"--format must be md or json, not {report_format!r}", 2)
+    settings = _settings(data_dir=data_dir, logs_dir=logs_dir)
+    try:
+        query = Query(
+            strategy=strategy,
+            mode="live" if mode == "live" else "backtest",
+            symbol=symbol,
+            since=parse_utc(since) if since else None,
+            until=parse_utc(until) if until else None,
+        )
+        code = run_report(
+            settings,
+            query,
+            out=out,
+            as_json=report_format == "json",
+            console=Console(highlight=False),
+        )
+    except ValueError as exc:
+        _fail(f"--since/--until: {exc}", 2)
+    except BtkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(data_dir: DataDir = None) -> None:
+    """Show the open signals in the state files, and which have no daemon."""
+    from btkit.runtime.report_command import run_status
+
+    raise typer.Exit(run_status(_settings(data_dir=data_dir), _console()))
 
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")

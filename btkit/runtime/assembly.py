@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from btkit.clock import Clock, SimulatedClock, WallClock
 from btkit.domain import MINUTE_MS
@@ -20,10 +22,12 @@ from btkit.exchanges.base import Exchange
 from btkit.exchanges.registry import open_exchange
 from btkit.exchanges.replay import REPLAY, ReplayExchange
 from btkit.market.service import ExchangeMarket
+from btkit.report.builder import LiveReportWriter
 from btkit.runtime.frames import default_start
 from btkit.runtime.live import LiveOptions, LiveSession
 from btkit.runtime.runner import SymbolRunner
 from btkit.settings import Settings
+from btkit.store.ledger import SqliteLedger
 from btkit.store.signal_state import JsonSignalStore
 from btkit.strategies import StrategyDef, resolve_strategy
 from btkit.timefmt import file_stamp
@@ -46,6 +50,7 @@ class LiveSetup:
     exchange: Exchange
     symbols: list[str]
     stores: list[JsonSignalStore]
+    ledger: SqliteLedger
     replay_start_ms: int | None = None
 
 
@@ -77,6 +82,10 @@ async def open_live(
         stores = [_locked_store(stack, settings, exchange.name, strategy.name, s) for s in resolved]
         if replay.restart:
             _set_aside(stores)
+        ledger = SqliteLedger(ledger_path(settings))
+        stack.callback(ledger.close)
+        reports = LiveReportWriter(ledger, settings.logs_dir, strategy.name, time.monotonic)
+        stack.callback(reports.flush)
         market = ExchangeMarket(exchange)
         runners = [
             SymbolRunner(
@@ -86,6 +95,7 @@ async def open_live(
                 market=market,
                 store=store,
                 costs=settings.costs,
+                ledger=ledger,
             )
             for symbol, store in zip(resolved, stores, strict=True)
         ]
@@ -100,8 +110,14 @@ async def open_live(
             start_ms = _replay_start(exchange, runners, strategy, replay.start_ms)
             clock.jump_to(start_ms)
             ends = {symbol: exchange.last_finish(symbol) for symbol in resolved}
-        session = LiveSession(runners, clock, options=options, ends=ends)
-        yield LiveSetup(session, strategy, exchange, resolved, stores, start_ms)
+        session = LiveSession(
+            runners, clock, options=options, ends=ends, on_closed=lambda _: reports.on_closed()
+        )
+        yield LiveSetup(session, strategy, exchange, resolved, stores, ledger, start_ms)
+
+
+def ledger_path(settings: Settings) -> Path:
+    return settings.data_dir / "btkit.sqlite"
 
 
 def _locked_store(

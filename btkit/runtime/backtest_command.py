@@ -18,12 +18,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from btkit.clock import WallClock
 from btkit.domain import MINUTE_MS, result_to_dict
 from btkit.report.markdown import ReportInput, render
 from btkit.report.statistics import Trade, summarize
+from btkit.runtime.assembly import ledger_path
 from btkit.runtime.backtest_jobs import SymbolOutcome, plan, run_all
 from btkit.settings import Settings
 from btkit.store.atomic import atomic_write_bytes, ensure_private_dir
+from btkit.store.ledger import SqliteLedger
 from btkit.timefmt import format_time
 
 
@@ -48,6 +51,24 @@ def backtest_report(strategy: str, outcomes: Sequence[SymbolOutcome], exchange: 
             context={"Mode": "backtest", "Exchange": exchange, "Frames": frames},
         )
     )
+
+
+def record_in_ledger(
+    settings: Settings, strategy: str, exchange: str, outcomes: Sequence[SymbolOutcome]
+) -> str:
+    """Keep the run in the ledger, apart from live events, for `btkit report --mode backtest`."""
+    ledger = SqliteLedger(ledger_path(settings))
+    try:
+        return ledger.record_backtest(
+            strategy,
+            exchange,
+            WallClock().now_ms(),
+            [r for o in outcomes for r in o.opened],
+            [c for o in outcomes for c in o.closed],
+            {o.job.symbol: [o.job.frame.start, o.job.frame.end] for o in outcomes},
+        )
+    finally:
+        ledger.close()
 
 
 def run_backtest_command(
@@ -103,13 +124,15 @@ def run_backtest_command(
     summary_console = stderr if json_lines else stdout
     summary_console.print(_summary_table(outcomes))
     candles = sum((o.job.frame.end - o.job.frame.start) // MINUTE_MS + 1 for o in outcomes)
+    run_id = record_in_ledger(settings, strategy.name, exchange, outcomes)
     path = write_report(
         out or settings.logs_dir / "backtest" / f"{strategy.name}.md",
         backtest_report(strategy.name, outcomes, exchange),
     )
     summary_console.print(
         f"{candles:,} minutes backtested in {elapsed:.2f} s "
-        f"({candles / max(elapsed, 1e-9):,.0f}/s); report written to {path}",
+        f"({candles / max(elapsed, 1e-9):,.0f}/s); report written to {path}; "
+        f"ledger run {run_id}",
         highlight=False,
         soft_wrap=True,
     )

@@ -44,6 +44,7 @@ class LiveSession:
         options: LiveOptions = LiveOptions(),
         ends: dict[str, int] | None = None,
         on_tick: Callable[[SymbolRunner], None] | None = None,
+        on_closed: Callable[[ClosedResult], None] | None = None,
     ) -> None:
         self.runners = list(runners)
         self.clock = clock
@@ -51,6 +52,7 @@ class LiveSession:
         self.failed_symbols: list[str] = []
         self._ends = ends or {}
         self._on_tick = on_tick
+        self._on_closed = on_closed
         self._stopping = False
         self._drain = False
         self._wake = asyncio.Event()
@@ -157,6 +159,11 @@ class LiveSession:
             self._on_tick(runner)
         if isinstance(result, OpenedResult | ClosedResult):
             await self._queue.put(result)
+        if isinstance(result, ClosedResult) and self._on_closed is not None:
+            try:
+                self._on_closed(result)
+            except StorageError as exc:  # the report is derived data; the ledger is safe
+                log.error("could not rewrite the live report: %s", exc)
         return result is not None
 
     async def _sleep_until(self, wake_ms: int) -> None:

@@ -2,8 +2,10 @@
 
 The decisions are the pure functions of `btkit.engine`; this driver only
 fetches prices, calls the strategy inside its ambient context, persists, and
-runs callbacks. State is persisted *before* a result is returned, so whatever a
-caller reports is already safe on disk.
+runs callbacks. State and ledger are written *before* a result is returned, so
+whatever a caller reports is already safe on disk. Order: an open writes the
+state file, then the ledger; a close writes the ledger, then the state file;
+`_reconcile` repairs a crash between the two on the next start.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from btkit.domain import (
 from btkit.engine.decision import close_reason, signal_call_due
 from btkit.engine.pnl import Costs, compute_pnl
 from btkit.engine.validation import coerce_signal, validate_signal
+from btkit.faults import crash_point
 from btkit.market.service import MarketData
+from btkit.store.ledger import EventLog, NoLedger
 from btkit.store.signal_state import PersistedState, SignalStore
 from btkit.strategies import Callback, StrategyDef
 
@@ -53,6 +57,7 @@ class SymbolRunner:
         market: MarketData,
         store: SignalStore,
         costs: Costs,
+        ledger: EventLog | None = None,
         backtest: bool = False,
         frame_name: str = "",
     ) -> None:
@@ -65,12 +70,14 @@ class SymbolRunner:
         self.stopped = False
         """No new signals once set; an open signal is still monitored."""
         self._store = store
+        self._ledger: EventLog = ledger or NoLedger()
         self._method = MethodContext(strategy.name, exchange_name, frame_name)
         restored = store.load()
         self.signal: OpenSignal | None = restored.signal
         self.last_signal_call = restored.last_signal_call
         self.last_tick = restored.last_tick
-        self.restored_signal = restored.signal
+        self._reconcile()
+        self.restored_signal = self.signal
         self.mid_tick = False
         """True while a tick runs: its in-memory state is then not yet consistent."""
 
@@ -91,6 +98,22 @@ class SymbolRunner:
             self.mid_tick = False
         return result
 
+    def _reconcile(self) -> None:
+        """Make the state file and the ledger agree after a crash between their writes."""
+        if self.signal is None:
+            return
+        if self._ledger.is_closed(self.signal.id):
+            log.warning(
+                "%s: signal %s was closed in the ledger just before a crash; "
+                "clearing it from the state file",
+                self.symbol,
+                self.signal.id,
+            )
+            self.signal = None
+            self._persist()
+        else:
+            self._ledger.record_opened(self.signal)
+
     def checkpoint(self) -> None:
         """Persist the cursor (last tick) without a state change, e.g. on stop."""
         self._persist()
@@ -104,7 +127,10 @@ class SymbolRunner:
             if accepted is not None:
                 self.signal = accepted
                 self.last_tick = when
-                self._persist()
+                self._persist()  # state first: a crash now is repaired by _reconcile
+                crash_point("open:state-written")
+                self._ledger.record_opened(accepted)
+                crash_point("open:ledger-written")
                 opened = OpenedResult(
                     strategy_name=self.strategy.name,
                     exchange_name=self.exchange_name,
@@ -168,9 +194,6 @@ class SymbolRunner:
     async def _close(
         self, signal: OpenSignal, when: int, price: float, reason: CloseReason
     ) -> ClosedResult:
-        self.signal = None
-        self.last_tick = when
-        self._persist()
         closed = ClosedResult(
             strategy_name=self.strategy.name,
             exchange_name=self.exchange_name,
@@ -182,6 +205,12 @@ class SymbolRunner:
             close_timestamp=when,
             pnl=compute_pnl(signal.position, signal.price_open, price, self.costs),
         )
+        self._ledger.record_closed(closed)  # ledger first: a crash now is repaired by _reconcile
+        crash_point("close:ledger-written")
+        self.signal = None
+        self.last_tick = when
+        self._persist()
+        crash_point("close:state-written")
         await self._callback("on_close", closed)
         return closed
 

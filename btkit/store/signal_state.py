@@ -50,6 +50,15 @@ class _StateFile(pydantic.BaseModel):
     last_tick: int | None = None
 
 
+def read_state_file(path: Path) -> PersistedState:
+    """Parse a state file without owning it (for `btkit status`); ValueError if unreadable."""
+    try:
+        parsed = _StateFile.model_validate_json(path.read_bytes())
+    except (OSError, pydantic.ValidationError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    return PersistedState(parsed.signal, parsed.last_signal_call, parsed.last_tick)
+
+
 class SignalStore(Protocol):
     def load(self) -> PersistedState: ...
 

@@ -1,0 +1,142 @@
+"""A report from the ledger: Markdown (with the equity picture) or one JSON document."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from btkit.errors import StorageError
+from btkit.report.markdown import ReportInput, render
+from btkit.report.picture import INSTALL_HINT, draw_equity_curve
+from btkit.report.statistics import breakdown, summarize
+from btkit.store.atomic import atomic_write_bytes, ensure_private_dir
+from btkit.store.ledger import LedgerContents, Query, SqliteLedger
+from btkit.timefmt import format_time
+
+log = logging.getLogger(__name__)
+
+
+def default_report_path(logs_dir: Path, query: Query) -> Path:
+    return logs_dir / query.mode / f"{query.strategy}.md"
+
+
+def _context(query: Query, contents: LedgerContents) -> dict[str, str]:
+    context: dict[str, str] = {"Mode": query.mode}
+    if contents.run_id and query.mode == "backtest":
+        context["Run"] = contents.run_id
+    if query.symbol:
+        context["Symbol"] = query.symbol
+    if query.since is not None or query.until is not None:
+        context["Signals opened"] = (
+            f"from {format_time(query.since) if query.since else 'the start'} "
+            f"until {format_time(query.until) if query.until else 'now'}"
+        )
+    return context
+
+
+def markdown_report(contents: LedgerContents, query: Query, *, picture: Path | None = None) -> str:
+    title = f"{query.mode.capitalize()} report: {query.strategy}"
+    text = render(
+        ReportInput(title, contents.trades, contents.still_open, _context(query, contents))
+    )
+    if not contents.trades:
+        return text
+    if picture is not None:
+        link = os.path.relpath(picture, picture.parent)
+        return text.replace("## Summary", f"![Equity curve]({link})\n\n## Summary", 1)
+    return text.replace(
+        "## Summary", f"_No equity curve picture: {INSTALL_HINT}._\n\n## Summary", 1
+    )
+
+
+def write_markdown_report(contents: LedgerContents, query: Query, path: Path) -> Path:
+    """Write the Markdown and, where possible, the PNG beside it (same name)."""
+    ensure_private_dir(path.parent)
+    picture = draw_equity_curve(
+        contents.trades,
+        f"{query.strategy} ({query.mode}): cumulative PnL %",
+        path.with_suffix(".png"),
+    )
+    atomic_write_bytes(path, markdown_report(contents, query, picture=picture).encode())
+    return path
+
+
+def json_report(contents: LedgerContents, query: Query) -> dict[str, Any]:
+    return {
+        "strategy": query.strategy,
+        "mode": query.mode,
+        "run_id": contents.run_id,
+        "filters": {"symbol": query.symbol, "since": query.since, "until": query.until},
+        "summary": dataclasses.asdict(summarize(contents.trades)),
+        "per_symbol": {
+            k: dataclasses.asdict(v)
+            for k, v in breakdown(contents.trades, lambda t: t.symbol).items()
+        },
+        "per_close_reason": {
+            k: dataclasses.asdict(v)
+            for k, v in breakdown(contents.trades, lambda t: t.close_reason).items()
+        },
+        "closed_signals": [
+            {
+                "id": t.signal_id,
+                "symbol": t.symbol,
+                "position": t.position,
+                "open_time": t.opened_at,
+                "close_time": t.closed_at,
+                "price_open": t.price_open,
+                "price_close": t.price_close,
+                "price_take_profit": t.price_take_profit,
+                "price_stop_loss": t.price_stop_loss,
+                "close_reason": t.close_reason,
+                "pnl_percentage": t.pnl_percentage,
+            }
+            for t in contents.trades
+        ],
+        "still_open": [dataclasses.asdict(s) for s in contents.still_open],
+    }
+
+
+class LiveReportWriter:
+    """Rewrites `<logs>/live/<strategy>.md` from the ledger after `closed` events.
+
+    At most once per `min_interval` seconds (a fast replay closes many signals a
+    second); `flush` writes the last state on stop.
+    """
+
+    def __init__(
+        self,
+        ledger: SqliteLedger,
+        logs_dir: Path,
+        strategy: str,
+        clock: Any,
+        min_interval: float = 1.0,
+    ) -> None:
+        self._ledger = ledger
+        self._query = Query(strategy=strategy, mode="live")
+        self._path = default_report_path(logs_dir, self._query)
+        self._monotonic = clock
+        self._min_interval = min_interval
+        self._last_write: float | None = None
+        self._dirty = False
+
+    def on_closed(self) -> None:
+        now = self._monotonic()
+        if self._last_write is not None and now - self._last_write < self._min_interval:
+            self._dirty = True
+            return
+        self._write(now)
+
+    def flush(self) -> None:
+        if self._dirty:
+            try:
+                self._write(self._monotonic())
+            except StorageError as exc:
+                log.error("could not rewrite the live report on exit: %s", exc)
+
+    def _write(self, now: float) -> None:
+        write_markdown_report(self._ledger.read(self._query), self._query, self._path)
+        self._last_write = now
+        self._dirty = False

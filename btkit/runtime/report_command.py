@@ -1,0 +1,105 @@
+"""`btkit report` and `btkit status`: read-only views for another shell, any time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from btkit.clock import WallClock
+from btkit.errors import ConfigError
+from btkit.report.builder import default_report_path, json_report, write_markdown_report
+from btkit.runtime.assembly import ledger_path
+from btkit.runtime.status import open_positions
+from btkit.settings import Settings
+from btkit.store.ledger import Query, SqliteLedger
+from btkit.timefmt import format_time
+
+
+def run_report(
+    settings: Settings, query: Query, *, out: Path | None, as_json: bool, console: Console
+) -> int:
+    path = ledger_path(settings)
+    if not path.exists():
+        raise ConfigError(
+            f"No ledger at {path} yet: run `btkit live` or `btkit backtest` first "
+            "(or point --data-dir at the folder your daemon uses)."
+        )
+    ledger = SqliteLedger(path)
+    try:
+        known = ledger.strategies()
+        if query.strategy not in known:
+            raise ConfigError(
+                f"The ledger has no events of strategy {query.strategy!r}. "
+                f"Strategies with events: {', '.join(known) or 'none'}."
+            )
+        contents = ledger.read(query)
+    finally:
+        ledger.close()
+    if as_json:
+        document = json_report(contents, query)
+        text = json.dumps(document, indent=2)
+        if out is not None:
+            out.write_text(text + "\n")
+            console.print(f"report written to {out}", highlight=False, soft_wrap=True)
+        else:
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
+        return 0
+    target = out or default_report_path(settings.logs_dir, query)
+    write_markdown_report(contents, query, target)
+    console.print(Markdown(target.read_text()))
+    console.print(f"report written to {target}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def run_status(settings: Settings, console: Console) -> int:
+    positions, problems = open_positions(settings.signal_dir, WallClock().now_ms)
+    if not positions:
+        console.print(f"No open signals in {settings.signal_dir}.", highlight=False)
+    else:
+        table = Table(title=f"Open signals ({settings.signal_dir})")
+        for name in (
+            "Strategy",
+            "Exchange",
+            "Symbol",
+            "Position",
+            "Open",
+            "TP",
+            "SL",
+            "Opened",
+            "Age",
+            "Time left",
+            "Daemon",
+        ):
+            table.add_column(name)
+        for p in positions:
+            s = p.signal
+            left = f"{p.minutes_left:.0f} min" if p.minutes_left >= 0 else "expired"
+            table.add_row(
+                s.strategy_name,
+                s.exchange_name,
+                s.symbol,
+                s.position,
+                f"{s.price_open:.8g}",
+                f"{s.price_take_profit:.8g}",
+                f"{s.price_stop_loss:.8g}",
+                format_time(s.timestamp),
+                f"{p.age_minutes:.0f} min",
+                left,
+                "running" if p.owned else "[yellow]none[/yellow]",
+            )
+        console.print(table)
+    for p in positions:
+        if p.stale:
+            console.print(
+                f"[yellow]warning:[/yellow] {p.path.name}: no daemon runs it and its lifetime "
+                f"ended {-p.minutes_left:.0f} min ago; it closes at the next `btkit live` of "
+                f"{p.signal.strategy_name} on {p.signal.symbol}.",
+                highlight=False,
+            )
+    for bad in problems:
+        console.print(f"[red]unreadable:[/red] {bad.problem}", highlight=False, soft_wrap=True)
+    return 0
