@@ -20,7 +20,9 @@ def crash_point(name: str) -> None:
     setting = os.environ.get(_ENV)
     if not setting:
         return
-    point, _, count = setting.partition(":")
+    point, _, count = setting.rpartition(":")
+    if not count.isdigit():
+        point, count = setting, "1"
     if point != name:
         return
     _passes[name] = _passes.get(name, 0) + 1

@@ -40,11 +40,13 @@ class Project:
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "btkit", *args]
 
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command(*args),
             cwd=self.root,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -65,6 +67,11 @@ class Project:
         path = self.root / "strategies" / name
         path.write_text(text)
         return path
+
+    def clone_data(self, name: str) -> str:
+        """A second data folder with the same candles, for a reference run."""
+        shutil.copytree(self.root / "data" / "candles", self.root / name / "candles")
+        return name
 
 
 def json_events(stdout: str) -> list[dict]:

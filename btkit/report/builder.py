@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from btkit.errors import StorageError
 from btkit.report.markdown import ReportInput, render
 from btkit.report.picture import INSTALL_HINT, draw_equity_curve
 from btkit.report.statistics import breakdown, summarize
@@ -133,8 +132,8 @@ class LiveReportWriter:
         if self._dirty:
             try:
                 self._write(self._monotonic())
-            except StorageError as exc:
-                log.error("could not rewrite the live report on exit: %s", exc)
+            except Exception:  # derived data: never let it mask how the run ended
+                log.exception("could not rewrite the live report on exit")
 
     def _write(self, now: float) -> None:
         write_markdown_report(self._ledger.read(self._query), self._query, self._path)

@@ -6,12 +6,14 @@ report still works and says how to get the picture.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from btkit.report.statistics import Trade
+from btkit.store.atomic import atomic_write_bytes, ensure_private_dir
 
 INSTALL_HINT = "install the plot extra (`pip install 'btkit[plot]'`) for the equity curve picture"
 
@@ -49,10 +51,10 @@ def draw_equity_curve(trades: Sequence[Trade], title: str, path: Path) -> Path |
         axes.grid(alpha=0.3)
         figure.autofmt_xdate()
         figure.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.tmp")
-        figure.savefig(temp, format="png")
-        temp.replace(path)
+        image = io.BytesIO()
+        figure.savefig(image, format="png")
+        ensure_private_dir(path.parent)
+        atomic_write_bytes(path, image.getvalue())
     finally:
         pyplot.close(figure)
     return path

@@ -162,8 +162,8 @@ class LiveSession:
         if isinstance(result, ClosedResult) and self._on_closed is not None:
             try:
                 self._on_closed(result)
-            except StorageError as exc:  # the report is derived data; the ledger is safe
-                log.error("could not rewrite the live report: %s", exc)
+            except Exception:  # the report is derived data; the ledger already has the event
+                log.exception("could not rewrite the live report; trading goes on")
         return result is not None
 
     async def _sleep_until(self, wake_ms: int) -> None:

@@ -102,7 +102,8 @@ class SymbolRunner:
         """Make the state file and the ledger agree after a crash between their writes."""
         if self.signal is None:
             return
-        if self._ledger.is_closed(self.signal.id):
+        closed_at = self._ledger.closed_at(self.signal.id)
+        if closed_at is not None:
             log.warning(
                 "%s: signal %s was closed in the ledger just before a crash; "
                 "clearing it from the state file",
@@ -110,6 +111,7 @@ class SymbolRunner:
                 self.signal.id,
             )
             self.signal = None
+            self.last_tick = closed_at  # the close was that tick's work: resume after it
             self._persist()
         else:
             self._ledger.record_opened(self.signal)

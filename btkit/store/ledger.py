@@ -70,7 +70,9 @@ class EventLog(Protocol):
 
     def record_closed(self, result: ClosedResult) -> None: ...
 
-    def is_closed(self, signal_id: str) -> bool: ...
+    def closed_at(self, signal_id: str) -> int | None:
+        """When the signal closed, if the ledger has its close."""
+        ...
 
 
 class NoLedger:
@@ -82,8 +84,8 @@ class NoLedger:
     def record_closed(self, result: ClosedResult) -> None:
         pass
 
-    def is_closed(self, signal_id: str) -> bool:
-        return False
+    def closed_at(self, signal_id: str) -> int | None:
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,12 +205,12 @@ class SqliteLedger:
     def record_closed(self, result: ClosedResult) -> None:
         self._write([_closed_row(self.run_id, self.mode, result)])
 
-    def is_closed(self, signal_id: str) -> bool:
+    def closed_at(self, signal_id: str) -> int | None:
         row = self._db.execute(
-            "SELECT 1 FROM events WHERE run_id = ? AND signal_id = ? AND action = 'closed'",
+            "SELECT closed_at FROM events WHERE run_id = ? AND signal_id = ? AND action = 'closed'",
             (self.run_id, signal_id),
         ).fetchone()
-        return row is not None
+        return None if row is None else int(row[0])
 
     def record_backtest(
         self,

@@ -1,0 +1,76 @@
+"""SIGKILL at every dangerous step of an open and a close, on the real process."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from tests.conftest import ALWAYS_LONG
+
+
+def ledger_rows(path):
+    db = sqlite3.connect(path)
+    try:
+        opened = db.execute("SELECT signal_id FROM events WHERE action = 'opened'").fetchall()
+        closed = db.execute(
+            "SELECT signal_id, closed_at, close_reason, round(pnl_percentage, 9) FROM events "
+            "WHERE action = 'closed' ORDER BY closed_at"
+        ).fetchall()
+    finally:
+        db.close()
+    return [r[0] for r in opened], closed
+
+
+@pytest.mark.parametrize(
+    "point",
+    ["open:state-written", "open:ledger-written", "close:ledger-written", "close:state-written"],
+)
+def test_kill_9_between_any_two_steps_loses_and_duplicates_nothing(project, point):
+    project.write_strategy("always_long.py", ALWAYS_LONG)
+    args = ("live", "ETHBTC", "LTCBTC", "-s", "always-long", "--json")
+    reference = project.clone_data("ref-data")
+    assert project.run(*args, "--data-dir", reference).returncode == 0
+    ref_opened, ref_closed = ledger_rows(project.root / reference / "btkit.sqlite")
+
+    for nth in (2, 5):  # two crashes at this point, at different signals
+        killed = project.run(*args, env={"BTKIT_FAULT_KILL_AT": f"{point}:{nth}"})
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+    finished = project.run(*args)
+    assert finished.returncode == 0, finished.stderr
+
+    opened, closed = ledger_rows(project.root / "data" / "btkit.sqlite")
+    assert sorted(opened) == sorted(ref_opened)  # each signal opened exactly once
+    assert closed == ref_closed  # closed at most once, none lost, same figures
+    leftovers = [
+        p.name
+        for p in project.signal_dir.iterdir()
+        if p.name.endswith(".tmp") or ".corrupt-" in p.name
+    ]
+    assert leftovers == []
+
+
+def test_two_daemons_share_one_ledger_and_report_reads_while_they_run(project):
+    args = ("-s", "my-strategy", "--json", "--speed", "1500")
+    with (
+        project.start("live", "ETHBTC", *args) as eth,
+        project.start("live", "LTCBTC", *args) as ltc,
+    ):
+        try:
+            time.sleep(1.0)
+            during = project.run("report", "my-strategy", "--format", "json")
+            assert eth.wait(timeout=60) == 0
+            assert ltc.wait(timeout=60) == 0
+        finally:
+            eth.kill()
+            ltc.kill()
+    assert during.returncode == 0, during.stderr
+    opened, closed = ledger_rows(project.root / "data" / "btkit.sqlite")
+    db = sqlite3.connect(project.root / "data" / "btkit.sqlite")
+    symbols = {r[0] for r in db.execute("SELECT DISTINCT symbol FROM events")}
+    db.close()
+    assert symbols == {"ETHBTC", "LTCBTC"}
+    assert len(opened) == len(set(opened))
+    assert len(closed) >= 10

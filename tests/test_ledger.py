@@ -1,0 +1,155 @@
+"""The SQLite ledger, and the runner's reconciliation of state file and ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import stat
+
+import pytest
+
+from btkit import Signal, strategy
+from btkit.domain import ClosedResult, OpenSignal, Pnl
+from btkit.engine.pnl import Costs
+from btkit.errors import StorageError
+from btkit.market.service import ExchangeMarket
+from btkit.runtime.runner import SymbolRunner
+from btkit.store.ledger import Query, SqliteLedger
+from btkit.store.signal_state import MemorySignalStore, PersistedState
+from tests.fakes import ListExchange, flat_candle, minute
+
+SIGNAL = OpenSignal("sig-1", "long", 100.0, 110.0, 95.0, 60, "ETHBTC", "strat", "replay", minute(5))
+
+
+def closed(signal=SIGNAL, when=None, pnl=1.5):
+    when = minute(20) if when is None else when
+    return ClosedResult(
+        strategy_name=signal.strategy_name,
+        exchange_name=signal.exchange_name,
+        symbol=signal.symbol,
+        timestamp=when,
+        current_price=110.0,
+        signal=signal,
+        close_reason="take_profit",
+        close_timestamp=when,
+        pnl=Pnl(pnl, signal.price_open, 110.0),
+    )
+
+
+def test_events_are_recorded_once_and_read_back(tmp_path):
+    ledger = SqliteLedger(tmp_path / "btkit.sqlite")
+    for _ in range(3):  # a crash replay records the same events again
+        ledger.record_opened(SIGNAL)
+        ledger.record_closed(closed())
+    contents = ledger.read(Query("strat"))
+    assert len(contents.trades) == 1
+    assert contents.trades[0].pnl_percentage == 1.5
+    assert contents.still_open == []
+    assert ledger.closed_at("sig-1") == minute(20)
+    assert stat.S_IMODE((tmp_path / "btkit.sqlite").stat().st_mode) == 0o600
+
+
+def test_open_signals_and_filters(tmp_path):
+    ledger = SqliteLedger(tmp_path / "btkit.sqlite")
+    other = OpenSignal("sig-2", "short", 1.0, 0.9, 1.1, 30, "LTCBTC", "strat", "replay", minute(50))
+    ledger.record_opened(SIGNAL)
+    ledger.record_closed(closed())
+    ledger.record_opened(other)
+    everything = ledger.read(Query("strat"))
+    assert [s.id for s in everything.still_open] == ["sig-2"]
+    assert ledger.read(Query("strat", symbol="LTCBTC")).trades == []
+    assert len(ledger.read(Query("strat", since=minute(0), until=minute(10))).trades) == 1
+    assert ledger.read(Query("strat", since=minute(10))).trades == []
+
+
+def test_backtest_runs_are_kept_apart_from_live(tmp_path):
+    ledger = SqliteLedger(tmp_path / "btkit.sqlite")
+    ledger.record_opened(SIGNAL)
+    first = ledger.record_backtest("strat", "replay", 1, [], [closed(pnl=1.0)], {})
+    second = ledger.record_backtest("strat", "replay", 2, [], [closed(pnl=2.0)], {})
+    assert first != second
+    latest = ledger.read(Query("strat", mode="backtest"))
+    assert latest.run_id == second
+    assert [t.pnl_percentage for t in latest.trades] == [2.0]
+    assert ledger.read(Query("strat", mode="backtest", run_id=first)).trades[0].pnl_percentage == 1
+    assert ledger.read(Query("strat")).trades == []  # live has only the open signal
+
+
+def test_schema_version_is_recorded_and_newer_schemas_refused(tmp_path):
+    path = tmp_path / "btkit.sqlite"
+    SqliteLedger(path).close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.execute("PRAGMA user_version=99")
+    db.close()
+    with pytest.raises(StorageError, match="newer btkit"):
+        SqliteLedger(path)
+
+
+def test_a_damaged_ledger_is_a_clear_error(tmp_path):
+    path = tmp_path / "btkit.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError, match="move it aside"):
+        SqliteLedger(path)
+
+
+async def no_signal(symbol):
+    return None
+
+
+def runner_with(ledger, state):
+    definition = strategy("strat")(no_signal)
+    return SymbolRunner(
+        symbol="ETHBTC",
+        strategy=definition,
+        exchange_name="replay",
+        market=ExchangeMarket(ListExchange([])),
+        store=MemorySignalStore(state),
+        costs=Costs(),
+        ledger=ledger,
+    )
+
+
+def test_reconcile_records_an_open_the_crash_kept_from_the_ledger(tmp_path):
+    ledger = SqliteLedger(tmp_path / "btkit.sqlite")
+    runner = runner_with(ledger, PersistedState(SIGNAL, minute(5), minute(5)))
+    assert runner.signal == SIGNAL
+    assert [s.id for s in ledger.read(Query("strat")).still_open] == ["sig-1"]
+
+
+def test_reconcile_clears_a_signal_the_ledger_already_closed(tmp_path, caplog):
+    ledger = SqliteLedger(tmp_path / "btkit.sqlite")
+    ledger.record_opened(SIGNAL)
+    ledger.record_closed(closed())
+    runner = runner_with(ledger, PersistedState(SIGNAL, minute(5), minute(19)))
+    assert runner.signal is None
+    assert runner._store.state.signal is None
+    assert runner.last_tick == minute(20)  # the replay resumes after the close
+    assert "was closed in the ledger just before a crash" in caplog.text
+
+
+def test_the_runner_writes_both_in_order(tmp_path):
+    ledger = SqliteLedger(tmp_path / "btkit.sqlite")
+    candles = [flat_candle(n, 100.0) for n in range(5)] + [flat_candle(5, 110.0)]
+
+    async def once(symbol, calls=[]):  # noqa: B006 - a counter across calls
+        calls.append(symbol)
+        return Signal("long", 100.0, 102.0, 99.0, 10) if len(calls) == 1 else None
+
+    definition = strategy("strat")(once)
+    runner = SymbolRunner(
+        symbol="ETHBTC",
+        strategy=definition,
+        exchange_name="replay",
+        market=ExchangeMarket(ListExchange(candles)),
+        store=MemorySignalStore(),
+        costs=Costs(),
+        ledger=ledger,
+    )
+    asyncio.run(runner.tick(minute(5)))
+    assert len(ledger.read(Query("strat")).still_open) == 1
+    asyncio.run(runner.tick(minute(6)))
+    contents = ledger.read(Query("strat"))
+    assert len(contents.trades) == 1
+    assert contents.still_open == []
