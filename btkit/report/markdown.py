@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from btkit.domain import OpenSignal
 from btkit.report.statistics import Summary, Trade, breakdown, summarize
-from btkit.timefmt import format_time
 
 
 @dataclass
@@ -72,65 +73,45 @@ def _breakdown_table(groups: dict[str, Summary], label: str) -> list[str]:
     return _table([label, "Signals", "Win rate", "Average PnL", "Total PnL", "Max drawdown"], rows)
 
 
-def _event_rows(trades: Sequence[Trade], still_open: Sequence[OpenSignal]) -> list[list[str]]:
-    events: list[tuple[int, int, list[str]]] = []
-    for t in trades:
-        prices = [f"{t.price_open:.8g}", f"{t.price_take_profit:.8g}", f"{t.price_stop_loss:.8g}"]
-        events.append(
-            (
-                t.opened_at,
-                0,
-                [
-                    format_time(t.opened_at),
-                    "opened",
-                    t.symbol,
-                    t.signal_id,
-                    t.position,
-                    *prices,
-                    "",
-                    "",
-                    "",
-                ],
-            )
+def _minutes(stamps: list[int]) -> list[str]:
+    """Many ms timestamps as 'YYYY-MM-DD HH:MM UTC', vectorised."""
+    text = np.datetime_as_string(np.array(stamps, dtype="datetime64[ms]"), unit="m")
+    return [f"{t[:10]} {t[11:]} UTC" for t in text.tolist()]
+
+
+def _event_lines(trades: Sequence[Trade], still_open: Sequence[OpenSignal]) -> list[str]:
+    """One table line per opened and closed event, in time order (opens first on a tie)."""
+    opened_at = _minutes([t.opened_at for t in trades] + [s.timestamp for s in still_open])
+    closed_at = _minutes([t.closed_at for t in trades])
+    keyed: list[tuple[int, int, str, str]] = []
+    for i, t in enumerate(trades):
+        head = (
+            f"| {t.symbol} | {t.signal_id} | {t.position} | {t.price_open:.8g} | "
+            f"{t.price_take_profit:.8g} | {t.price_stop_loss:.8g} |"
         )
-        events.append(
+        keyed.append((t.opened_at, 0, t.symbol, f"| {opened_at[i]} | opened {head}  |  |  |"))
+        keyed.append(
             (
                 t.closed_at,
                 1,
-                [
-                    format_time(t.closed_at),
-                    "closed",
-                    t.symbol,
-                    t.signal_id,
-                    t.position,
-                    *prices,
-                    f"{t.pnl_percentage:+.4f}%",
-                    t.close_reason,
-                    f"{t.duration_minutes:g} min",
-                ],
+                t.symbol,
+                f"| {closed_at[i]} | closed {head} {t.pnl_percentage:+.4f}% | "
+                f"{t.close_reason} | {t.duration_minutes:g} min |",
             )
         )
-    for s in still_open:
-        prices = [f"{s.price_open:.8g}", f"{s.price_take_profit:.8g}", f"{s.price_stop_loss:.8g}"]
-        events.append(
+    for j, s in enumerate(still_open, start=len(trades)):
+        keyed.append(
             (
                 s.timestamp,
                 0,
-                [
-                    format_time(s.timestamp),
-                    "opened",
-                    s.symbol,
-                    s.id,
-                    s.position,
-                    *prices,
-                    "",
-                    "still open",
-                    "",
-                ],
+                s.symbol,
+                f"| {opened_at[j]} | opened | {s.symbol} | {s.id} | {s.position} | "
+                f"{s.price_open:.8g} | {s.price_take_profit:.8g} | "
+                f"{s.price_stop_loss:.8g} |  | still open |  |",
             )
         )
-    events.sort(key=lambda e: (e[0], e[1], e[2][2]))
-    return [row for _, _, row in events]
+    keyed.sort()  # by time, opens first, then symbol
+    return [line for *_, line in keyed]
 
 
 def render(report: ReportInput) -> str:
@@ -172,6 +153,7 @@ def render(report: ReportInput) -> str:
         "Close reason",
         "Duration",
     ]
-    lines += _table(header, _event_rows(report.trades, report.still_open))
+    lines += _table(header, [])
+    lines += _event_lines(report.trades, report.still_open)
     lines.append("")
     return "\n".join(lines)

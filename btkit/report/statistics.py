@@ -9,11 +9,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from statistics import fmean, stdev
+from operator import attrgetter
+
+import numpy as np
+import numpy.typing as npt
 
 from btkit.domain import MINUTE_MS, ClosedResult, CloseReason, Position
 
 MINUTES_PER_YEAR = 365 * 24 * 60
+Floats = npt.NDArray[np.float64]
+_CLOSE_ORDER = attrgetter("closed_at", "opened_at", "symbol")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,36 +88,40 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def max_drawdown(pnls: Sequence[float]) -> float:
-    peak = total = worst = 0.0
-    for pnl in pnls:
-        total += pnl
-        peak = max(peak, total)
-        worst = max(worst, peak - total)
-    return worst
+def max_drawdown(pnls: Floats) -> float:
+    """Largest fall of cumulative PnL % from an earlier peak (the start counts as 0)."""
+    if len(pnls) == 0:
+        return 0.0
+    equity = np.cumsum(pnls)
+    peaks = np.maximum.accumulate(np.maximum(equity, 0.0))
+    return float(np.max(peaks - equity))
 
 
-def longest_streak(pnls: Sequence[float], is_member: Callable[[float], bool]) -> int:
-    best = run = 0
-    for pnl in pnls:
-        run = run + 1 if is_member(pnl) else 0
-        best = max(best, run)
-    return best
+def longest_streak(members: npt.NDArray[np.bool_]) -> int:
+    """Longest run of True."""
+    if not members.any():
+        return 0
+    edges = np.diff(np.r_[0, members.astype(np.int8), 0])
+    return int(np.max(np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)))
+
+
+def _mean(values: Floats) -> float | None:
+    return float(values.mean()) if len(values) else None
 
 
 def summarize(trades: Sequence[Trade]) -> Summary:
-    ordered = sorted(trades, key=lambda t: (t.closed_at, t.opened_at, t.symbol))
-    pnls = [t.pnl_percentage for t in ordered]
-    wins = [p for p in pnls if p > 0]
-    losses = [p for p in pnls if p <= 0]
-    count = len(pnls)
-    average = fmean(pnls) if pnls else None
-    deviation = stdev(pnls) if count >= 2 else None
+    ordered = sorted(trades, key=_CLOSE_ORDER)
+    count = len(ordered)
+    pnls = np.fromiter((t.pnl_percentage for t in ordered), np.float64, count)
+    durations = np.fromiter((t.closed_at - t.opened_at for t in ordered), np.float64, count)
+    won = pnls > 0
+    wins, losses = pnls[won], pnls[~won]
+    average = _mean(pnls)
+    deviation = float(pnls.std(ddof=1)) if count >= 2 else None
     sharpe = _ratio(average, deviation)
-    downside = math.sqrt(fmean([min(p, 0.0) ** 2 for p in pnls])) if pnls else None
-    avg_win = fmean(wins) if wins else None
-    avg_loss = fmean(losses) if losses else None
-    duration = fmean(t.duration_minutes for t in ordered) if ordered else None
+    downside = float(np.sqrt(np.mean(np.minimum(pnls, 0.0) ** 2))) if count else None
+    avg_win, avg_loss = _mean(wins), _mean(losses)
+    duration = None if count == 0 else float(durations.mean()) / MINUTE_MS
     yearly = None
     if average is not None and duration:
         yearly = average * MINUTES_PER_YEAR / duration
@@ -127,7 +136,7 @@ def summarize(trades: Sequence[Trade]) -> Summary:
         losses=len(losses),
         win_rate=None if win_rate is None else win_rate * 100,
         average_pnl=average,
-        total_pnl=math.fsum(pnls),
+        total_pnl=math.fsum(pnls.tolist()),
         stdev=deviation,
         sharpe=sharpe,
         annualized_sharpe=None if sharpe is None else sharpe * math.sqrt(365),
@@ -136,13 +145,13 @@ def summarize(trades: Sequence[Trade]) -> Summary:
         expected_yearly_returns=yearly,
         max_drawdown=drawdown,
         calmar=_ratio(yearly, drawdown),
-        profit_factor=_ratio(math.fsum(wins), abs(math.fsum(losses)) if losses else None),
+        profit_factor=_ratio(float(wins.sum()), abs(float(losses.sum())) if len(losses) else None),
         expectancy=expectancy,
         average_duration_minutes=duration,
-        best=max(pnls) if pnls else None,
-        worst=min(pnls) if pnls else None,
-        longest_win_streak=longest_streak(pnls, lambda p: p > 0),
-        longest_loss_streak=longest_streak(pnls, lambda p: p <= 0),
+        best=float(pnls.max()) if count else None,
+        worst=float(pnls.min()) if count else None,
+        longest_win_streak=longest_streak(won),
+        longest_loss_streak=longest_streak(~won),
     )
 
 

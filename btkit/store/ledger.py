@@ -16,6 +16,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import starmap
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -270,19 +271,35 @@ class SqliteLedger:
         if query.until is not None:
             where.append("opened_at < ?")
             params.append(query.until)
-        sql = (
-            "SELECT action, signal_id, strategy, exchange, symbol, position, opened_at, "
-            "price_open, price_take_profit, price_stop_loss, minute_estimated_time, note, "
-            "closed_at, close_reason, price_close, pnl_percentage FROM events WHERE "
-            + " AND ".join(where)
-            + " ORDER BY opened_at, signal_id, action"
+        filters = " AND ".join(where)
+        columns = (
+            "signal_id, strategy, exchange, symbol, position, opened_at, price_open, "
+            "price_take_profit, price_stop_loss, minute_estimated_time, note"
         )
-        trades: list[Trade] = []
-        opened: dict[str, OpenSignal] = {}
-        closed_ids: set[str] = set()
-        for row in self._db.execute(sql, params):
-            (
-                action,
+        # Columns in Trade's field order, so each row builds a Trade directly.
+        closed_rows = self._db.execute(
+            "SELECT signal_id, symbol, position, opened_at, closed_at, close_reason, "
+            "price_open, price_close, price_take_profit, price_stop_loss, pnl_percentage "
+            f"FROM events WHERE {filters} AND action = 'closed' "
+            "ORDER BY closed_at, symbol, signal_id",
+            params,
+        )
+        trades = list(starmap(Trade, closed_rows))
+        still_open = [
+            OpenSignal(
+                signal_id,
+                position,
+                price_open,
+                take_profit,
+                stop_loss,
+                minutes,
+                symbol,
+                strategy,
+                exchange,
+                opened_at,
+                note,
+            )
+            for (
                 signal_id,
                 strategy,
                 exchange,
@@ -294,42 +311,12 @@ class SqliteLedger:
                 stop_loss,
                 minutes,
                 note,
-                closed_at,
-                reason,
-                price_close,
-                pnl,
-            ) = row
-            if action == "opened":
-                opened[signal_id] = OpenSignal(
-                    signal_id,
-                    position,
-                    price_open,
-                    take_profit,
-                    stop_loss,
-                    minutes,
-                    symbol,
-                    strategy,
-                    exchange,
-                    opened_at,
-                    note,
-                )
-            else:
-                closed_ids.add(signal_id)
-                trades.append(
-                    Trade(
-                        signal_id,
-                        symbol,
-                        position,
-                        opened_at,
-                        closed_at,
-                        reason,
-                        price_open,
-                        price_close,
-                        take_profit,
-                        stop_loss,
-                        pnl,
-                    )
-                )
-        still_open = [s for i, s in opened.items() if i not in closed_ids]
-        trades.sort(key=lambda t: (t.closed_at, t.symbol))
+            ) in self._db.execute(
+                f"SELECT {columns} FROM events AS o WHERE {filters} AND action = 'opened' "
+                "AND NOT EXISTS (SELECT 1 FROM events AS c WHERE c.run_id = o.run_id "
+                "AND c.signal_id = o.signal_id AND c.action = 'closed') "
+                "ORDER BY opened_at, signal_id",
+                params,
+            )
+        ]
         return LedgerContents(trades, still_open, run_id)
