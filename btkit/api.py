@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from btkit.domain import ClosedResult, OpenSignal, StreamedResult
-from btkit.runtime.assembly import ReplayOptions, open_live
+from btkit.runtime.assembly import RunOptions, open_live
 from btkit.runtime.live import LiveSession
 from btkit.settings import Settings
 
@@ -79,12 +79,12 @@ class LiveUtils:
         strategy: str,
         exchange: str,
         settings: Settings | None = None,
-        replay: ReplayOptions = ReplayOptions(),
+        options: RunOptions = RunOptions(),
         _attach: Callable[[LiveSession], None] | None = None,
     ) -> AsyncIterator[StreamedResult]:
         """Yield `opened`/`closed` results for one symbol; errors propagate to the caller."""
         async with open_live(
-            settings or Settings(), [symbol], strategy, exchange, replay=replay
+            settings or Settings(), [symbol], strategy, exchange, options=options
         ) as setup:
             if _attach is not None:
                 _attach(setup.session)

@@ -89,14 +89,19 @@ def live(
     exchange: Annotated[
         str, typer.Option("--exchange", "-e", help="'replay' (offline) or a ccxt id, e.g. binance")
     ] = "replay",
-    speed: Annotated[
-        str, typer.Option(help="Replay: simulated minutes per second, or 'max'")
-    ] = "max",
+    speed: Annotated[str, typer.Option(help="Simulated minutes per second, or 'max'")] = "max",
     start: Annotated[
-        str | None, typer.Option(help="Replay: first tick, UTC (default: file start + warm-up)")
+        str | None,
+        typer.Option(help="Simulated time from here, UTC (replay default: data start + warm-up)"),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Last simulated tick, UTC (default: end of the data)")
     ] = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="Replay: start over; old state is kept aside")
+    ] = False,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Use the exchange's testnet, where ccxt has one")
     ] = False,
     drain: Annotated[
         bool, typer.Option("--drain", help="On stop, wait for open signals to close first")
@@ -112,7 +117,7 @@ def live(
     """Run a strategy on symbols until stopped (or until the replayed history ends)."""
     from btkit.console import choose_mode, make_printer, setup_logging
     from btkit.errors import BtkitError
-    from btkit.runtime.assembly import ReplayOptions
+    from btkit.runtime.assembly import RunOptions
     from btkit.runtime.daemon import run_daemon
     from btkit.timefmt import parse_utc
 
@@ -120,9 +125,16 @@ def live(
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
     try:
         start_ms = parse_utc(start) if start else None
+        end_ms = parse_utc(end) if end else None
     except ValueError as exc:
-        _fail(f"--start: {exc}", 2)
-    replay = ReplayOptions(start_ms=start_ms, speed=_parse_speed(speed), restart=restart)
+        _fail(f"--start/--end: {exc}", 2)
+    options = RunOptions(
+        start_ms=start_ms,
+        end_ms=end_ms,
+        speed=_parse_speed(speed),
+        restart=restart,
+        sandbox=sandbox,
+    )
     printer = make_printer(choose_mode(json_output, sys.stdout))
     try:
         code = asyncio.run(
@@ -132,7 +144,7 @@ def live(
                 strategy=strategy,
                 exchange=exchange,
                 printer=printer,
-                replay=replay,
+                options=options,
                 drain=drain,
             )
         )

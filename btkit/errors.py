@@ -45,7 +45,10 @@ class ExchangeError(BtkitError):
 
 
 class TransientExchangeError(ExchangeError):
-    pass
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds the exchange asked us to wait (HTTP Retry-After), if it said."""
 
 
 class PermanentExchangeError(ExchangeError):

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from btkit.engine.pnl import Costs
 
 
+class ExchangeCredentials(BaseModel):
+    """API keys for one exchange: `BTKIT_CREDENTIALS__<EXCHANGE>__API_KEY` and `__SECRET`."""
+
+    api_key: SecretStr
+    secret: SecretStr
+    password: SecretStr | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="BTKIT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="BTKIT_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
     )
 
     strategies_dir: Path = Field(Path("strategies"), description="Folder of strategy *.py files")
@@ -26,6 +38,20 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(300.0, gt=0, description="Heartbeat log interval")
     outage_budget_minutes: float = Field(
         15.0, gt=0, description="Exit non-zero after this long without candles"
+    )
+    exchange_url: str | None = Field(
+        None, description="Send the exchange's REST calls to this base URL instead"
+    )
+    exchange_timeout_seconds: float = Field(10.0, gt=0, description="Per request")
+    exchange_rate_limit_ms: int | None = Field(
+        None, ge=0, description="Least time between requests (default: ccxt's)"
+    )
+    exchange_page_limit: int = Field(1000, ge=1, description="Candles per request")
+    retry_max: int = Field(4, ge=0, description="Retries of a failed request")
+    retry_base_seconds: float = Field(1.0, ge=0, description="First backoff delay")
+    retry_cap_seconds: float = Field(30.0, ge=0, description="Longest backoff delay")
+    credentials: dict[str, ExchangeCredentials] = Field(
+        default_factory=dict, description="Per-exchange API keys (optional)"
     )
 
     @property

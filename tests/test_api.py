@@ -8,7 +8,7 @@ import pytest
 
 from btkit import ClosedResult, Live, OpenedResult, listen_signal_live
 from btkit.errors import ConfigError
-from btkit.runtime.assembly import ReplayOptions
+from btkit.runtime.assembly import RunOptions
 from btkit.settings import Settings
 from tests.conftest import ALWAYS_LONG
 
@@ -71,7 +71,7 @@ def test_background_cancel_lets_the_open_signal_close(project):
             strategy="always-long",
             exchange="replay",
             settings=settings_for(project),
-            replay=ReplayOptions(speed=600),
+            options=RunOptions(speed=600),
         )
         try:
             await asyncio.wait_for(first_event.wait(), timeout=30)

@@ -3,17 +3,50 @@
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
 
 from btkit.clock import Clock
 from btkit.errors import ConfigError
 from btkit.exchanges.base import Exchange
-from btkit.exchanges.ccxt_exchange import CcxtExchange, known_exchange_ids
+from btkit.exchanges.ccxt_exchange import (
+    CcxtExchange,
+    CcxtOptions,
+    Credentials,
+    known_exchange_ids,
+)
 from btkit.exchanges.replay import REPLAY, ReplayExchange
+from btkit.exchanges.retry import RetryPolicy
+from btkit.settings import Settings
 
 
-def open_exchange(name: str, *, candles_dir: Path, clock: Clock) -> Exchange:
+def ccxt_options(settings: Settings, exchange_id: str, *, sandbox: bool = False) -> CcxtOptions:
+    keys = settings.credentials.get(exchange_id.lower())
+    credentials = None
+    if keys is not None:
+        credentials = Credentials(
+            keys.api_key.get_secret_value(),
+            keys.secret.get_secret_value(),
+            keys.password.get_secret_value() if keys.password else None,
+        )
+    return CcxtOptions(
+        sandbox=sandbox,
+        base_url=settings.exchange_url,
+        timeout_ms=int(settings.exchange_timeout_seconds * 1000),
+        rate_limit_ms=settings.exchange_rate_limit_ms,
+        page_limit=settings.exchange_page_limit,
+        retry=RetryPolicy(
+            settings.retry_max, settings.retry_base_seconds, settings.retry_cap_seconds
+        ),
+        credentials=credentials,
+    )
+
+
+def open_exchange(
+    name: str, *, settings: Settings, clock: Clock, sandbox: bool = False
+) -> Exchange:
+    candles_dir = settings.candles_dir
     if name == REPLAY:
+        if sandbox:
+            raise ConfigError("--sandbox applies to real exchanges, not to replay.")
         return ReplayExchange(candles_dir, clock)
     known = known_exchange_ids()
     if name not in known:
@@ -23,4 +56,4 @@ def open_exchange(name: str, *, candles_dir: Path, clock: Clock) -> Exchange:
             f"Unknown exchange {name!r}.{hint} Use 'replay' (offline, candle files in "
             f"{candles_dir}) or a ccxt exchange id such as binance, bybit, kraken."
         )
-    return CcxtExchange(name)
+    return CcxtExchange(name, clock, ccxt_options(settings, name, sandbox=sandbox))

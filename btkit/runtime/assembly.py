@@ -36,11 +36,15 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayOptions:
+class RunOptions:
     start_ms: int | None = None
+    """Simulated time from here (default for replay: data start plus warm-up)."""
+    end_ms: int | None = None
+    """Last simulated tick (default: the data's end, or now on a real exchange)."""
     speed: float | None = None
     """Simulated minutes per wall second; None runs as fast as possible."""
     restart: bool = False
+    sandbox: bool = False
 
 
 @dataclass
@@ -52,6 +56,7 @@ class LiveSetup:
     stores: list[JsonSignalStore]
     ledger: SqliteLedger
     replay_start_ms: int | None = None
+    exchange_label: str = ""
 
 
 @asynccontextmanager
@@ -61,26 +66,30 @@ async def open_live(
     strategy_name: str,
     exchange_name: str,
     *,
-    replay: ReplayOptions = ReplayOptions(),
+    options: RunOptions = RunOptions(),
     clock: Clock | None = None,
 ) -> AsyncIterator[LiveSetup]:
-    """Load the strategy, open the exchange, lock and restore state; release all on exit."""
-    if not symbols:
-        raise ConfigError("Give at least one symbol, e.g. `btkit live BTCUSDT ...`.")
-    if len(set(symbols)) != len(symbols):
-        raise ConfigError(f"A symbol is given twice: {' '.join(symbols)}.")
+    """Load the strategy, open the exchange, lock and restore state; release all on exit.
+
+    Replay, or `--start` on a real exchange, runs on simulated time over history;
+    a simulated run on a real exchange is labelled `<exchange>-sim`, so its state
+    files and ledger events never mix with the real live run's.
+    """
+    _check_arguments(symbols, exchange_name, options)
     is_replay = exchange_name == REPLAY
-    if not is_replay and (replay.restart or replay.start_ms is not None):
-        raise ConfigError("--start and --restart apply to the replay exchange only.")
     strategy = resolve_strategy(settings.strategies_dir, strategy_name)
-    simulated = SimulatedClock(0, speed=replay.speed) if is_replay else None
-    clock = clock or simulated or WallClock()
+    simulated = is_replay or options.start_ms is not None
+    if clock is None:
+        clock = SimulatedClock(0, speed=options.speed) if simulated else WallClock()
     async with AsyncExitStack() as stack:
-        exchange = open_exchange(exchange_name, candles_dir=settings.candles_dir, clock=clock)
+        exchange = open_exchange(
+            exchange_name, settings=settings, clock=clock, sandbox=options.sandbox
+        )
         stack.push_async_callback(exchange.close)
         resolved = await exchange.check_symbols(symbols)
-        stores = [_locked_store(stack, settings, exchange.name, strategy.name, s) for s in resolved]
-        if replay.restart:
+        label = exchange.name if is_replay or not simulated else f"{exchange.name}-sim"
+        stores = [_locked_store(stack, settings, label, strategy.name, s) for s in resolved]
+        if options.restart:
             _set_aside(stores)
         ledger = SqliteLedger(ledger_path(settings))
         stack.callback(ledger.close)
@@ -91,7 +100,7 @@ async def open_live(
             SymbolRunner(
                 symbol=symbol,
                 strategy=strategy,
-                exchange_name=exchange.name,
+                exchange_name=label,
                 market=market,
                 store=store,
                 costs=settings.costs,
@@ -99,21 +108,58 @@ async def open_live(
             )
             for symbol, store in zip(resolved, stores, strict=True)
         ]
-        options = LiveOptions(
-            settle_ms=0 if is_replay else int(settings.tick_settle_seconds * 1000),
+        session_options = LiveOptions(
+            settle_ms=0 if simulated else int(settings.tick_settle_seconds * 1000),
             outage_budget_ms=int(settings.outage_budget_minutes * MINUTE_MS),
             heartbeat_seconds=settings.heartbeat_seconds,
         )
         ends: dict[str, int] = {}
         start_ms = None
-        if isinstance(exchange, ReplayExchange) and isinstance(clock, SimulatedClock):
-            start_ms = _replay_start(exchange, runners, strategy, replay.start_ms)
+        if isinstance(clock, SimulatedClock):
+            start_ms, ends = _simulated_frame(exchange, runners, strategy, options)
             clock.jump_to(start_ms)
-            ends = {symbol: exchange.last_finish(symbol) for symbol in resolved}
         session = LiveSession(
-            runners, clock, options=options, ends=ends, on_closed=lambda _: reports.on_closed()
+            runners,
+            clock,
+            options=session_options,
+            ends=ends,
+            on_closed=lambda _: reports.on_closed(),
         )
-        yield LiveSetup(session, strategy, exchange, resolved, stores, ledger, start_ms)
+        yield LiveSetup(session, strategy, exchange, resolved, stores, ledger, start_ms, label)
+
+
+def _check_arguments(symbols: Sequence[str], exchange_name: str, options: RunOptions) -> None:
+    if not symbols:
+        raise ConfigError("Give at least one symbol, e.g. `btkit live BTCUSDT ...`.")
+    if len(set(symbols)) != len(symbols):
+        raise ConfigError(f"A symbol is given twice: {' '.join(symbols)}.")
+    needs_simulation = options.restart or options.end_ms is not None
+    if exchange_name != REPLAY and options.start_ms is None and needs_simulation:
+        raise ConfigError("--end and --restart need simulated time: replay, or --start.")
+    start, end = options.start_ms, options.end_ms
+    if start is not None and end is not None and start > end:
+        raise ConfigError("--start is after --end.")
+
+
+def _simulated_frame(
+    exchange: Exchange,
+    runners: Sequence[SymbolRunner],
+    strategy: StrategyDef,
+    options: RunOptions,
+) -> tuple[int, dict[str, int]]:
+    """Start and per-symbol last tick of a simulated run (resuming from saved cursors)."""
+    if isinstance(exchange, ReplayExchange):
+        start = _replay_start(exchange, runners, strategy, options.start_ms)
+        ends = {r.symbol: exchange.last_finish(r.symbol) for r in runners}
+    else:
+        cursors = [r.last_tick + MINUTE_MS for r in runners if r.last_tick is not None]
+        requested = floor_to(options.start_ms or 0, MINUTE_MS)
+        start = min(cursors) if cursors else requested
+        now = floor_to(WallClock().now_ms(), MINUTE_MS)  # history only: never the future
+        ends = {r.symbol: now for r in runners}
+    if options.end_ms is not None:
+        ends = {symbol: min(end, options.end_ms) for symbol, end in ends.items()}
+    return start, ends
 
 
 def ledger_path(settings: Settings) -> Path:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from btkit.console import EventPrinter, StartupInfo
 from btkit.domain import OpenedResult
-from btkit.runtime.assembly import LiveSetup, ReplayOptions, open_live
+from btkit.runtime.assembly import LiveSetup, RunOptions, open_live
 from btkit.runtime.live import LiveSession
 from btkit.settings import Settings
 from btkit.timefmt import format_time
@@ -24,12 +24,12 @@ async def run_daemon(
     strategy: str,
     exchange: str,
     printer: EventPrinter,
-    replay: ReplayOptions = ReplayOptions(),
+    options: RunOptions = RunOptions(),
     drain: bool = False,
 ) -> int:
     """Run until stopped or the replay ends; 0 on a clean end, 1 if a symbol failed."""
-    async with open_live(settings, symbols, strategy, exchange, replay=replay) as setup:
-        printer.startup(_startup_info(settings, setup, replay))
+    async with open_live(settings, symbols, strategy, exchange, options=options) as setup:
+        printer.startup(_startup_info(settings, setup, options))
         _install_stop_handlers(setup.session, drain)
         opened = closed = 0
         async for result in setup.session.events():
@@ -74,17 +74,17 @@ def _install_stop_handlers(session: LiveSession, drain: bool) -> None:
         loop.add_signal_handler(sig, on_signal, sig.name)
 
 
-def _startup_info(settings: Settings, setup: LiveSetup, replay: ReplayOptions) -> StartupInfo:
+def _startup_info(settings: Settings, setup: LiveSetup, options: RunOptions) -> StartupInfo:
     strategy = setup.strategy
     replay_text = None
     if setup.replay_start_ms is not None:
-        speed = "max" if replay.speed is None else f"{replay.speed:g} min/s"
+        speed = "max" if options.speed is None else f"{options.speed:g} min/s"
         replay_text = f"from {format_time(setup.replay_start_ms)} at speed {speed}"
     return StartupInfo(
         strategy=strategy.name,
         strategy_file=str(strategy.source),
         interval=strategy.interval,
-        exchange=setup.exchange.name,
+        exchange=setup.exchange_label,
         symbols=setup.symbols,
         folders={
             "strategies": str(settings.strategies_dir),

@@ -1,0 +1,238 @@
+"""A local server that speaks the parts of Binance's public spot REST API ccxt uses.
+
+`exchangeInfo` and `klines` come from real candle files; the real ccxt client is
+pointed at it with BTKIT_EXCHANGE_URL. Faults are injected on demand for the
+next `klines` requests: 429 / 418 with Retry-After, 500 (code -1000), 503,
+responses slower than the client's timeout, malformed JSON, a full outage, and
+missing candles. Bound to 127.0.0.1 only; it stops with the test.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from btkit.engine.intervals import interval_ms
+from btkit.market.arrays import CandleArrays, aggregate
+
+QUOTES = ("USDT", "BTC", "ETH")
+GOOD_KEY = "good-api-key"
+
+
+@dataclass
+class FaultPlan:
+    """What the next klines requests get; `outage` fails every one until cleared."""
+
+    queue: deque[str] = field(default_factory=deque)
+    outage: bool = False
+    missing: set[int] = field(default_factory=set)
+    slow_seconds: float = 2.0
+    retry_after: int = 1
+
+
+def _market(symbol: str) -> dict[str, object]:
+    quote = next(q for q in QUOTES if symbol.endswith(q))
+    return {
+        "symbol": symbol,
+        "status": "TRADING",
+        "baseAsset": symbol[: -len(quote)],
+        "quoteAsset": quote,
+        "baseAssetPrecision": 8,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "orderTypes": ["LIMIT", "MARKET"],
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": False,
+        "permissions": ["SPOT"],
+        "permissionSets": [["SPOT"]],
+        "filters": [
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": "0.00000100",
+                "maxPrice": "922327.00000000",
+                "tickSize": "0.00000100",
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": "0.00100000",
+                "maxQty": "100000.00000000",
+                "stepSize": "0.00100000",
+            },
+        ],
+    }
+
+
+class BinanceServer:
+    def __init__(self, candles: dict[str, CandleArrays]) -> None:
+        self.candles = candles
+        self.faults = FaultPlan()
+        self.klines_requests = 0
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server._handle(self)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._http.daemon_threads = True
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._http.server_address[1]}"
+
+    def __enter__(self) -> BinanceServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+
+    def inject(self, *faults: str) -> None:
+        with self._lock:
+            self.faults.queue.extend(faults)
+
+    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+        parsed = urlparse(request.path)
+        query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        with self._lock:
+            self.paths.append(parsed.path)
+        routes = {
+            "/api/v3/exchangeInfo": lambda: (200, self._exchange_info()),
+            "/fapi/v1/exchangeInfo": lambda: (200, {"timezone": "UTC", "symbols": []}),
+            "/dapi/v1/exchangeInfo": lambda: (200, {"timezone": "UTC", "symbols": []}),
+            "/api/v3/time": lambda: (200, {"serverTime": int(time.time() * 1000)}),
+            "/sapi/v1/capital/config/getall": lambda: (200, []),
+        }
+        if parsed.path == "/api/v3/klines":
+            self._klines(request, query)
+        elif parsed.path == "/api/v3/account":
+            self._account(request)
+        elif parsed.path in routes:
+            status, body = routes[parsed.path]()
+            self._send(request, status, body)
+        else:
+            self._send(request, 404, {"code": -1, "msg": f"no route {parsed.path}"})
+
+    def _exchange_info(self) -> dict[str, object]:
+        return {
+            "timezone": "UTC",
+            "serverTime": int(time.time() * 1000),
+            "rateLimits": [],
+            "exchangeFilters": [],
+            "symbols": [_market(s) for s in self.candles],
+        }
+
+    def _account(self, request: BaseHTTPRequestHandler) -> None:
+        if request.headers.get("X-MBX-APIKEY") != GOOD_KEY:
+            self._send(
+                request,
+                401,
+                {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."},
+            )
+            return
+        self._send(request, 200, {"balances": [], "canTrade": True, "accountType": "SPOT"})
+
+    def _next_fault(self) -> str | None:
+        with self._lock:
+            self.klines_requests += 1
+            if self.faults.outage:
+                return "503"
+            return self.faults.queue.popleft() if self.faults.queue else None
+
+    def _klines(self, request: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
+        fault = self._next_fault()
+        retry = {"Retry-After": str(self.faults.retry_after)}
+        if fault == "429":
+            return self._send(request, 429, {"code": -1003, "msg": "Too many requests."}, retry)
+        if fault == "418":
+            return self._send(request, 418, {"code": -1003, "msg": "IP banned."}, retry)
+        if fault == "500":
+            return self._send(
+                request,
+                500,
+                {"code": -1000, "msg": "An unknown error occurred while processing the request."},
+            )
+        if fault == "503":
+            return self._send(request, 503, "Service Unavailable")
+        if fault == "malformed":
+            return self._send(request, 200, '[[1516424100000, "0.089", "0.09"')
+        if fault == "slow":
+            time.sleep(self.faults.slow_seconds)
+        symbol = query.get("symbol", "")
+        if symbol not in self.candles:
+            return self._send(request, 400, {"code": -1121, "msg": "Invalid symbol."})
+        step = interval_ms(query.get("interval", "1m"))
+        limit = min(int(query.get("limit", 500)), 1000)
+        since = int(query.get("startTime", 0))
+        until = int(query.get("endTime", 2**62))
+        series = self.candles[symbol]
+        window = series.between(since - since % step, until + 1)
+        if self.faults.missing:
+            keep = [
+                i for i, t in enumerate(window.timestamp.tolist()) if t not in self.faults.missing
+            ]
+            window = CandleArrays(
+                *(
+                    column[keep]
+                    for column in (
+                        window.timestamp,
+                        window.open,
+                        window.high,
+                        window.low,
+                        window.close,
+                        window.volume,
+                    )
+                )
+            )
+        if step != 60_000:
+            window = aggregate(window, step)
+        first = window.index_at(since)
+        rows = [
+            [
+                c.timestamp,
+                repr(c.open),
+                repr(c.high),
+                repr(c.low),
+                repr(c.close),
+                repr(c.volume),
+                c.timestamp + step - 1,
+                "0",
+                1,
+                "0",
+                "0",
+                "0",
+            ]
+            for c in window.slice(first, first + limit).to_candles()
+        ]
+        return self._send(request, 200, rows)
+
+    @staticmethod
+    def _send(
+        request: BaseHTTPRequestHandler,
+        status: int,
+        body: object,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        payload = (body if isinstance(body, str) else json.dumps(body)).encode()
+        try:
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json")
+            request.send_header("Content-Length", str(len(payload)))
+            for key, value in (headers or {}).items():
+                request.send_header(key, value)
+            request.end_headers()
+            request.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout fault)
