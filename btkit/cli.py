@@ -121,8 +121,8 @@ def live(
     from btkit.runtime.daemon import run_daemon
     from btkit.timefmt import parse_utc
 
-    setup_logging(log_level)
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
+    setup_logging(log_level, secrets=settings.secret_values())
     try:
         start_ms = parse_utc(start) if start else None
         end_ms = parse_utc(end) if end else None

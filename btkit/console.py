@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import IO, Literal, Protocol
 
@@ -161,8 +162,28 @@ class RichPrinter:
         self._console.print(f"[bold]{message}[/bold]")
 
 
-def setup_logging(level: str, stream: IO[str] | None = None) -> None:
-    """Rich logs on a terminal; plain lines otherwise; no timestamps under systemd."""
+class RedactSecrets(logging.Filter):
+    """Replace any configured secret that reaches a log record with ***."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(secret in message for secret in self._secrets):
+            for secret in self._secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def setup_logging(level: str, stream: IO[str] | None = None, secrets: Sequence[str] = ()) -> None:
+    """Rich logs on a terminal; plain lines otherwise; no timestamps under systemd.
+
+    ccxt logs request headers (API keys among them) at DEBUG, so its logger
+    never goes below WARNING, and configured secrets are redacted from every line.
+    """
     stream = stream or sys.stderr
     handler: logging.Handler
     if stream.isatty() and "JOURNAL_STREAM" not in os.environ:
@@ -176,6 +197,8 @@ def setup_logging(level: str, stream: IO[str] | None = None) -> None:
         formatter = logging.Formatter(fmt, datefmt="%Y-%m-%dT%H:%M:%SZ")
         formatter.converter = time.gmtime
         handler.setFormatter(formatter)
+    handler.addFilter(RedactSecrets(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger("ccxt").setLevel(logging.WARNING)

@@ -54,6 +54,15 @@ class Settings(BaseSettings):
         default_factory=dict, description="Per-exchange API keys (optional)"
     )
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret, for redaction from logs."""
+        values = []
+        for keys in self.credentials.values():
+            values += [keys.api_key.get_secret_value(), keys.secret.get_secret_value()]
+            if keys.password is not None:
+                values.append(keys.password.get_secret_value())
+        return values
+
     @property
     def costs(self) -> Costs:
         return Costs(fee_percent=self.fee_percent, slippage_percent=self.slippage_percent)

@@ -113,12 +113,19 @@ class BinanceServer:
             "/fapi/v1/exchangeInfo": lambda: (200, {"timezone": "UTC", "symbols": []}),
             "/dapi/v1/exchangeInfo": lambda: (200, {"timezone": "UTC", "symbols": []}),
             "/api/v3/time": lambda: (200, {"serverTime": int(time.time() * 1000)}),
-            "/sapi/v1/capital/config/getall": lambda: (200, []),
+        }
+        private = {
+            "/sapi/v1/capital/config/getall",
+            "/sapi/v1/margin/allPairs",
+            "/sapi/v1/margin/isolated/allPairs",
         }
         if parsed.path == "/api/v3/klines":
             self._klines(request, query)
         elif parsed.path == "/api/v3/account":
             self._account(request)
+        elif parsed.path in private:
+            if self._authorised(request):
+                self._send(request, 200, [])
         elif parsed.path in routes:
             status, body = routes[parsed.path]()
             self._send(request, status, body)
@@ -134,22 +141,24 @@ class BinanceServer:
             "symbols": [_market(s) for s in self.candles],
         }
 
+    def _authorised(self, request: BaseHTTPRequestHandler) -> bool:
+        if request.headers.get("X-MBX-APIKEY") == GOOD_KEY:
+            return True
+        invalid = {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
+        self._send(request, 401, invalid)
+        return False
+
     def _account(self, request: BaseHTTPRequestHandler) -> None:
-        if request.headers.get("X-MBX-APIKEY") != GOOD_KEY:
-            self._send(
-                request,
-                401,
-                {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."},
-            )
-            return
-        self._send(request, 200, {"balances": [], "canTrade": True, "accountType": "SPOT"})
+        if self._authorised(request):
+            self._send(request, 200, {"balances": [], "canTrade": True, "accountType": "SPOT"})
 
     def _next_fault(self) -> str | None:
         with self._lock:
             self.klines_requests += 1
             if self.faults.outage:
                 return "503"
-            return self.faults.queue.popleft() if self.faults.queue else None
+            fault = self.faults.queue.popleft() if self.faults.queue else None
+            return None if fault == "ok" else fault
 
     def _klines(self, request: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
         fault = self._next_fault()

@@ -145,13 +145,30 @@ def test_heartbeat_reports_symbols_and_open_signals(caplog):
     assert "heartbeat: 1 symbol(s), 1 open signal(s), last tick" in caplog.text
 
 
-def test_the_candle_cache_stays_bounded():
-    candles = [flat_candle(n, 100.0) for n in range(2000)]
-    market = ExchangeMarket(ListExchange(candles), cache_size=16)
+def test_the_candle_caches_stay_bounded():
+    candles = [flat_candle(n, 100.0) for n in range(3000)]
+    market = ExchangeMarket(ListExchange(candles), cache_size=16, keep_minutes=100)
 
     async def many():
-        for n in range(10, 1990):
+        for n in range(10, 2990):
             await market.average_price("S", minute(n))
+            await market.candles("S", "5m", 3, minute(n))
 
     asyncio.run(many())
+    assert len(market._minutes["S"].candles) <= 100
     assert len(market._cache) == 16
+
+
+def test_a_tick_fetches_each_minute_once():
+    exchange = ListExchange([flat_candle(n, 100.0 + n) for n in range(200)])
+    market = ExchangeMarket(exchange)
+
+    async def ticks():
+        for n in range(40, 100):
+            await market.candles("S", "1m", 35, minute(n))  # the strategy's query
+            await market.average_price("S", minute(n))  # the monitoring price
+
+    asyncio.run(ticks())
+    assert exchange.fetches == 60  # one per tick: only the newest minute
+    got = asyncio.run(market.candles("S", "1m", 35, minute(99)))
+    assert [c.timestamp for c in got] == [minute(n) for n in range(64, 99)]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import difflib
 import functools
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -124,7 +123,6 @@ class CcxtExchange:
         if options.base_url:
             self._redirect(options.base_url)
         self._unified: dict[str, str] = {}
-        self._gaps_reported: set[tuple[str, int]] = set()
 
     def _enable_sandbox(self) -> None:
         import ccxt
@@ -204,7 +202,6 @@ class CcxtExchange:
             if len(page) < want or not fresh:
                 break
             cursor = fresh[-1].timestamp + step
-        self._report_gaps(symbol, step, candles)
         return candles[:limit]
 
     async def _page(self, unified: str, interval: str, since: int, limit: int) -> list[Candle]:
@@ -223,23 +220,6 @@ class CcxtExchange:
             )
             for r in rows
         ]
-
-    def _report_gaps(self, symbol: str, step: int, candles: Sequence[Candle]) -> None:
-        for before, after in itertools.pairwise(candles):
-            missing = (after.timestamp - before.timestamp) // step - 1
-            key = (symbol, before.timestamp)
-            if missing > 0 and key not in self._gaps_reported:
-                if len(self._gaps_reported) > 10_000:
-                    self._gaps_reported.clear()  # bounded: old gaps are not asked again
-                self._gaps_reported.add(key)
-                log.info(
-                    "%s %s: %d candle(s) missing after %d (no trades, or the exchange "
-                    "lost them); not filled in",
-                    self.name,
-                    symbol,
-                    missing,
-                    before.timestamp,
-                )
 
     async def close(self) -> None:
         await self._client.close()

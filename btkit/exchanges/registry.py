@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
+from collections.abc import Awaitable, Callable
 
 from btkit.clock import Clock
 from btkit.errors import ConfigError
@@ -41,7 +43,12 @@ def ccxt_options(settings: Settings, exchange_id: str, *, sandbox: bool = False)
 
 
 def open_exchange(
-    name: str, *, settings: Settings, clock: Clock, sandbox: bool = False
+    name: str,
+    *,
+    settings: Settings,
+    clock: Clock,
+    sandbox: bool = False,
+    retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Exchange:
     candles_dir = settings.candles_dir
     if name == REPLAY:
@@ -56,4 +63,5 @@ def open_exchange(
             f"Unknown exchange {name!r}.{hint} Use 'replay' (offline, candle files in "
             f"{candles_dir}) or a ccxt exchange id such as binance, bybit, kraken."
         )
-    return CcxtExchange(name, clock, ccxt_options(settings, name, sandbox=sandbox))
+    options = ccxt_options(settings, name, sandbox=sandbox)
+    return CcxtExchange(name, clock, options, sleep=retry_sleep)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,20 @@ def backoff_delay(attempt: int, policy: RetryPolicy, unit_random: float) -> floa
     """
     ceiling = min(policy.cap_seconds, policy.base_seconds * 2.0**attempt)
     return ceiling * (1 - policy.jitter) + ceiling * policy.jitter * unit_random
+
+
+class StopAwareSleep:
+    """Retry waits that a stop request cuts short, so Ctrl-C never waits out a backoff."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return
+        raise TransientExchangeError("stopping: retry abandoned")
 
 
 async def with_retries(

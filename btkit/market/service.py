@@ -6,6 +6,8 @@ a live run sees exactly what a backtest over the same history sees.
 
 from __future__ import annotations
 
+import bisect
+import logging
 from collections import OrderedDict
 from typing import Protocol
 
@@ -13,6 +15,8 @@ from btkit.domain import MINUTE_MS, Candle
 from btkit.engine.intervals import floor_to, interval_ms
 from btkit.engine.pricing import VWAP_MINUTES, vwap, vwap_window
 from btkit.exchanges.base import Exchange
+
+log = logging.getLogger(__name__)
 
 
 class MarketData(Protocol):
@@ -25,21 +29,73 @@ class MarketData(Protocol):
         ...
 
 
-class ExchangeMarket:
-    """MarketData over an exchange, with a small bounded cache of finished windows.
+class _KnownMinutes:
+    """The 1m candles of one symbol known for [first, end): a minute inside with no
+    candle is a gap the exchange confirmed (it sent a later candle)."""
 
-    A finished window never changes, so one tick's VWAP and the strategy's own
-    query, or several strategies on one symbol, do not fetch it twice.
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.end = first
+        self.candles: list[Candle] = []
+        self.times: list[int] = []
+
+    def add(self, candles: list[Candle], fetched_from: int) -> list[tuple[int, int]]:
+        """Append; returns the gaps found as (last candle before, minutes missing)."""
+        fresh = [c for c in candles if c.timestamp >= max(self.end, fetched_from)]
+        gaps = []
+        previous = self.candles[-1].timestamp if self.candles else None
+        for candle in fresh:
+            if previous is not None and candle.timestamp - previous > MINUTE_MS:
+                gaps.append((previous, (candle.timestamp - previous) // MINUTE_MS - 1))
+            previous = candle.timestamp
+        self.candles.extend(fresh)
+        self.times.extend(c.timestamp for c in fresh)
+        if fresh:
+            self.end = fresh[-1].timestamp + MINUTE_MS
+        return gaps
+
+    def trim(self, keep_from: int) -> None:
+        cut = bisect.bisect_left(self.times, keep_from)
+        if cut:
+            del self.candles[:cut]
+            del self.times[:cut]
+        self.first = max(self.first, keep_from)
+
+    def between(self, since: int, end: int) -> list[Candle]:
+        lo = bisect.bisect_left(self.times, since)
+        hi = bisect.bisect_left(self.times, end)
+        return self.candles[lo:hi]
+
+
+class ExchangeMarket:
+    """MarketData over an exchange, with small bounded caches of finished candles.
+
+    A finished candle never changes, so 1m candles are kept per symbol for the
+    last `keep_minutes` and each tick fetches only the minutes it has not seen:
+    the VWAP and the strategy's own query share them. Other intervals are cached
+    per exact window (LRU).
     """
 
-    def __init__(self, exchange: Exchange, *, cache_size: int = 512) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        *,
+        cache_size: int = 512,
+        keep_minutes: int = 1500,
+        report_gaps: bool = False,
+    ) -> None:
         self._exchange = exchange
+        self._report_gaps = report_gaps
         self._cache: OrderedDict[tuple[str, str, int, int], list[Candle]] = OrderedDict()
         self._cache_size = cache_size
+        self._keep_minutes = keep_minutes
+        self._minutes: dict[str, _KnownMinutes] = {}
 
     async def candles(self, symbol: str, interval: str, limit: int, when: int) -> list[Candle]:
         if limit <= 0:
             return []
+        if interval == "1m":
+            return await self._minute_candles(symbol, limit, when)
         step = interval_ms(interval)
         end = floor_to(when, step)  # the still-forming candle opens here
         since = end - limit * step
@@ -55,6 +111,28 @@ class ExchangeMarket:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return result
+
+    async def _minute_candles(self, symbol: str, limit: int, when: int) -> list[Candle]:
+        end = floor_to(when, MINUTE_MS)
+        since = end - limit * MINUTE_MS
+        known = self._minutes.get(symbol)
+        if known is None or not known.first <= since <= known.end:
+            known = self._minutes[symbol] = _KnownMinutes(since)
+        if known.end < end:
+            missing = (end - known.end) // MINUTE_MS
+            fetched = await self._exchange.fetch_candles(symbol, "1m", known.end, missing)
+            gaps = known.add([c for c in fetched if c.timestamp < end], known.end)
+            for before, missing in gaps if self._report_gaps else ():
+                log.info(
+                    "%s %s: %d candle(s) missing after %d (no trades, or the exchange "
+                    "lost them); not filled in",
+                    self._exchange.name,
+                    symbol,
+                    missing,
+                    before,
+                )
+            known.trim(end - max(self._keep_minutes, limit) * MINUTE_MS)
+        return known.between(since, end)[-limit:]
 
     async def average_price(self, symbol: str, when: int) -> float | None:
         first, last = vwap_window(floor_to(when, MINUTE_MS))

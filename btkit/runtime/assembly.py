@@ -21,6 +21,7 @@ from btkit.errors import ConfigError, StorageError
 from btkit.exchanges.base import Exchange
 from btkit.exchanges.registry import open_exchange
 from btkit.exchanges.replay import REPLAY, ReplayExchange
+from btkit.exchanges.retry import StopAwareSleep
 from btkit.market.service import ExchangeMarket
 from btkit.report.builder import LiveReportWriter
 from btkit.runtime.frames import default_start
@@ -81,9 +82,14 @@ async def open_live(
     simulated = is_replay or options.start_ms is not None
     if clock is None:
         clock = SimulatedClock(0, speed=options.speed) if simulated else WallClock()
+    retry_sleep = StopAwareSleep()
     async with AsyncExitStack() as stack:
         exchange = open_exchange(
-            exchange_name, settings=settings, clock=clock, sandbox=options.sandbox
+            exchange_name,
+            settings=settings,
+            clock=clock,
+            sandbox=options.sandbox,
+            retry_sleep=retry_sleep,
         )
         stack.push_async_callback(exchange.close)
         resolved = await exchange.check_symbols(symbols)
@@ -95,7 +101,7 @@ async def open_live(
         stack.callback(ledger.close)
         reports = LiveReportWriter(ledger, settings.logs_dir, strategy.name, time.monotonic)
         stack.callback(reports.flush)
-        market = ExchangeMarket(exchange)
+        market = ExchangeMarket(exchange, report_gaps=not is_replay)
         runners = [
             SymbolRunner(
                 symbol=symbol,
@@ -124,6 +130,7 @@ async def open_live(
             options=session_options,
             ends=ends,
             on_closed=lambda _: reports.on_closed(),
+            on_stop=retry_sleep.stop.set,
         )
         yield LiveSetup(session, strategy, exchange, resolved, stores, ledger, start_ms, label)
 

@@ -45,6 +45,7 @@ class LiveSession:
         ends: dict[str, int] | None = None,
         on_tick: Callable[[SymbolRunner], None] | None = None,
         on_closed: Callable[[ClosedResult], None] | None = None,
+        on_stop: Callable[[], None] | None = None,
     ) -> None:
         self.runners = list(runners)
         self.clock = clock
@@ -53,6 +54,7 @@ class LiveSession:
         self._ends = ends or {}
         self._on_tick = on_tick
         self._on_closed = on_closed
+        self._on_stop = on_stop
         self._stopping = False
         self._drain = False
         self._wake = asyncio.Event()
@@ -74,6 +76,8 @@ class LiveSession:
         self._drain = drain and first_stop
         if not self._drain:
             self._wake.set()
+            if self._on_stop is not None:
+                self._on_stop()  # cut retry waits short: the tick gives up and we exit
 
     async def events(self) -> AsyncIterator[StreamedResult]:
         """Run every symbol and yield `opened`/`closed` results until all have ended."""

@@ -1,0 +1,206 @@
+"""The real ccxt client and the real CLI against a local Binance-speaking server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from btkit.store.candle_csv import read_candle_csv
+from tests.binance_server import GOOD_KEY, BinanceServer
+from tests.conftest import ALWAYS_LONG, REPO, json_events
+
+WINDOW = ("--start", "2018-01-20T06:00", "--end", "2018-01-20T14:00")
+
+
+@pytest.fixture
+def binance():
+    files = {
+        s: read_candle_csv(REPO / "data" / "candles" / f"{s}-1m.csv") for s in ("ETHBTC", "LTCBTC")
+    }
+    with BinanceServer(files) as server:
+        yield server
+
+
+def exchange_env(server, **extra):
+    return {
+        "BTKIT_EXCHANGE_URL": server.url,
+        "BTKIT_EXCHANGE_RATE_LIMIT_MS": "1",
+        "BTKIT_EXCHANGE_TIMEOUT_SECONDS": "0.5",
+        "BTKIT_RETRY_BASE_SECONDS": "0.05",
+        **extra,
+    }
+
+
+def closes(stdout):
+    return [
+        (
+            e["symbol"],
+            e["signal"]["timestamp"],
+            e["close_timestamp"],
+            e["close_reason"],
+            round(e["pnl"]["pnl_percentage"], 9),
+        )
+        for e in json_events(stdout)
+        if e["action"] == "closed"
+    ]
+
+
+def run_both(project, server, symbol="ETHBTC", strategy="always-long", env=None):
+    shutil.copy(REPO / "data" / "candles" / f"{symbol}-1m.csv", project.root / "data" / "candles")
+    project.write_strategy("always_long.py", ALWAYS_LONG)
+    args = ("live", symbol, "-s", strategy, "--json", *WINDOW)
+    replay = project.run(*args, "-e", "replay", "--data-dir", project.clone_data("replay-data"))
+    live = project.run(*args, "-e", "binance", env=exchange_env(server, **(env or {})))
+    assert replay.returncode == 0, replay.stderr
+    assert live.returncode == 0, live.stderr
+    return replay, live
+
+
+def test_a_live_run_against_the_exchange_matches_replay(project, binance):
+    replay, live = run_both(project, binance)
+    assert len(closes(replay.stdout)) >= 3
+    assert closes(live.stdout) == closes(replay.stdout)
+    assert "exchange: binance-sim" in live.stderr  # --json: start-up info goes to the log
+    assert (project.signal_dir / "binance-sim-always-long-ETHBTC.json").exists()
+
+
+def test_every_injected_fault_is_retried_and_the_events_stay_right(project, binance):
+    binance.inject("429", "ok", "ok", "500", "ok", "malformed", "503", "ok", "slow", "418")
+    replay, live = run_both(project, binance)
+    assert closes(live.stdout) == closes(replay.stdout)
+    log = live.stderr
+    for trace in (
+        "rate limit",
+        "OperationFailed",
+        "BadResponse",
+        "ExchangeNotAvailable",
+        "RequestTimeout",
+    ):
+        assert trace in log, trace
+    assert "retry 1/4 in 1.00 s" in log  # Retry-After: 1 honoured
+
+
+def test_missing_candles_are_reported_not_invented(project, binance):
+    gap = {1516435200000 + n * 60_000 for n in range(3)}  # 08:00-08:02
+    binance.faults.missing = gap
+    csv = project.root / "data" / "candles" / "ETHBTC-1m.csv"
+    shutil.copy(REPO / "data" / "candles" / "ETHBTC-1m.csv", csv)
+    lines = csv.read_text().splitlines(keepends=True)
+    project.clone_data("replay-data")
+    gapped = project.root / "replay-data" / "candles" / "ETHBTC-1m.csv"
+    gapped.write_text(
+        "".join(line for line in lines if not any(line.startswith(str(t)) for t in gap))
+    )
+    project.write_strategy("always_long.py", ALWAYS_LONG)
+    args = ("live", "ETHBTC", "-s", "always-long", "--json", *WINDOW)
+    replay = project.run(*args, "-e", "replay", "--data-dir", "replay-data")
+    live = project.run(*args, "-e", "binance", env=exchange_env(binance))
+    assert closes(live.stdout) == closes(replay.stdout)
+    assert "3 candle(s) missing after 1516435140000" in live.stderr
+
+
+def test_an_outage_longer_than_the_budget_exits_nonzero_with_state_intact(project, binance):
+    project.write_strategy("always_long.py", ALWAYS_LONG)
+    env = exchange_env(binance, BTKIT_OUTAGE_BUDGET_MINUTES="3", BTKIT_RETRY_MAX="1")
+    command = project.command(
+        "live", "ETHBTC", "-s", "always-long", "-e", "binance", "--json", "--speed", "30", *WINDOW
+    )
+    import subprocess
+
+    with subprocess.Popen(
+        command,
+        cwd=project.root,
+        env={**project.env(), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as daemon:
+        opened = json.loads(daemon.stdout.readline())
+        assert opened["action"] == "opened"
+        binance.faults.outage = True
+        assert daemon.wait(timeout=60) == 1
+        stderr = daemon.stderr.read()
+    assert "longer than the outage budget" in stderr
+    state = json.loads((project.signal_dir / "binance-sim-always-long-ETHBTC.json").read_text())
+    assert state["signal"]["id"] == opened["signal"]["id"]
+
+
+def test_unknown_symbol_lists_close_matches_and_unified_symbols_work(project, binance):
+    unknown = project.run(
+        "live", "ETHBTX", "-s", "my-strategy", "-e", "binance", *WINDOW, env=exchange_env(binance)
+    )
+    assert unknown.returncode == 2
+    assert "binance has no market 'ETHBTX'. Close matches: ETHBTC" in unknown.stderr
+    unified = project.run(
+        "live", "ETH/BTC", "-s", "my-strategy", "-e", "binance", *WINDOW, env=exchange_env(binance)
+    )
+    assert unified.returncode == 0, unified.stderr
+    assert (project.signal_dir / "binance-sim-my-strategy-ETHBTC.json").exists()
+
+
+def test_bad_credentials_are_a_clear_error(project, binance):
+    env = exchange_env(
+        binance,
+        BTKIT_CREDENTIALS__BINANCE__API_KEY="wrong-key",
+        BTKIT_CREDENTIALS__BINANCE__SECRET="wrong-secret",
+    )
+    done = project.run("live", "ETHBTC", "-s", "my-strategy", "-e", "binance", *WINDOW, env=env)
+    assert done.returncode == 2
+    assert "binance refused the API credentials" in done.stderr
+    assert "wrong-secret" not in done.stderr + done.stdout
+
+
+def test_secrets_never_reach_output_or_files(project, binance):
+    secret = "s3cret-value-that-must-not-leak"
+    env = exchange_env(
+        binance,
+        BTKIT_CREDENTIALS__BINANCE__API_KEY=GOOD_KEY,
+        BTKIT_CREDENTIALS__BINANCE__SECRET=secret,
+        BTKIT_LOG_LEVEL="DEBUG",
+    )
+    done = project.run(
+        "live",
+        "ETHBTC",
+        "-s",
+        "my-strategy",
+        "-e",
+        "binance",
+        "--json",
+        "--log-level",
+        "DEBUG",
+        *WINDOW,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert project.run("report", "my-strategy", env=env).returncode == 0
+    assert secret not in done.stdout + done.stderr
+    for path in Path(project.root).rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert secret.encode() not in content, path
+            assert GOOD_KEY.encode() not in content, path
+
+
+def test_sigterm_during_retries_still_stops_cleanly(project, binance):
+    binance.faults.outage = True
+    env = exchange_env(binance, BTKIT_RETRY_BASE_SECONDS="5", BTKIT_RETRY_MAX="3")
+    import subprocess
+
+    command = project.command("live", "ETHBTC", "-s", "my-strategy", "-e", "binance", *WINDOW)
+    with subprocess.Popen(
+        command,
+        cwd=project.root,
+        env={**project.env(), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as daemon:
+        time.sleep(1.5)
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(timeout=30)
+    assert code == 0
