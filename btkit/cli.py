@@ -213,6 +213,43 @@ def backtest(
 
 
 @app.command()
+def download(
+    symbols: Annotated[list[str], typer.Argument(help="Symbols, e.g. BTCUSDT ETH/USDT")],
+    exchange: Annotated[str, typer.Option("--exchange", "-e", help="A ccxt exchange id")],
+    days: Annotated[int | None, typer.Option(min=1, help="The last N days (default 7)")] = None,
+    start: Annotated[str | None, typer.Option(help="From this time, UTC")] = None,
+    end: Annotated[str | None, typer.Option(help="Until this time, UTC (default: now)")] = None,
+    data_dir: DataDir = None,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Fetch 1m candles into <data>/candles/<SYMBOL>-1m.csv (resumable, crash-safe)."""
+    from btkit.clock import WallClock
+    from btkit.console import setup_logging
+    from btkit.errors import BtkitError
+    from btkit.runtime.download_command import run_download
+    from btkit.timefmt import parse_utc
+
+    settings = _settings(data_dir=data_dir)
+    setup_logging(log_level, secrets=settings.secret_values())
+    if days is not None and start is not None:
+        _fail("give --days or --start, not both", 2)
+    try:
+        start_ms = parse_utc(start) if start else None
+        end_ms = parse_utc(end) if end else None
+    except ValueError as exc:
+        _fail(f"--start/--end: {exc}", 2)
+    if start_ms is None:
+        start_ms = (end_ms or WallClock().now_ms()) - (days or 7) * 86_400_000
+    try:
+        code = run_download(
+            settings, exchange, symbols, start_ms=start_ms, end_ms=end_ms, console=_console()
+        )
+    except BtkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    raise typer.Exit(code)
+
+
+@app.command()
 def report(
     strategy: Annotated[str, typer.Argument(help="Strategy name")],
     mode: Annotated[str, typer.Option(help="live or backtest (the latest backtest run)")] = "live",

@@ -33,6 +33,8 @@ class FaultPlan:
     missing: set[int] = field(default_factory=set)
     slow_seconds: float = 2.0
     retry_after: int = 1
+    delay_seconds: float = 0.0
+    """Added to every klines answer (to catch a download mid-way)."""
 
 
 def _market(symbol: str) -> dict[str, object]:
@@ -72,6 +74,7 @@ class BinanceServer:
         self.candles = candles
         self.faults = FaultPlan()
         self.klines_requests = 0
+        self.klines_starts: list[int] = []
         self.paths: list[str] = []
         self._lock = threading.Lock()
         server = self
@@ -179,6 +182,9 @@ class BinanceServer:
             return self._send(request, 200, '[[1516424100000, "0.089", "0.09"')
         if fault == "slow":
             time.sleep(self.faults.slow_seconds)
+        time.sleep(self.faults.delay_seconds)
+        with self._lock:
+            self.klines_starts.append(int(query.get("startTime", 0)))
         symbol = query.get("symbol", "")
         if symbol not in self.candles:
             return self._send(request, 400, {"code": -1121, "msg": "Invalid symbol."})

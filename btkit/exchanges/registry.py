@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from btkit.clock import Clock
 from btkit.errors import ConfigError
@@ -42,6 +43,17 @@ def ccxt_options(settings: Settings, exchange_id: str, *, sandbox: bool = False)
     )
 
 
+def check_exchange_id(name: str, candles_dir: Path) -> None:
+    known = known_exchange_ids()
+    if name not in known:
+        close = difflib.get_close_matches(name, [REPLAY, *known], n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"Unknown exchange {name!r}.{hint} Use 'replay' (offline, candle files in "
+            f"{candles_dir}) or a ccxt exchange id such as binance, bybit, kraken."
+        )
+
+
 def open_exchange(
     name: str,
     *,
@@ -55,13 +67,6 @@ def open_exchange(
         if sandbox:
             raise ConfigError("--sandbox applies to real exchanges, not to replay.")
         return ReplayExchange(candles_dir, clock)
-    known = known_exchange_ids()
-    if name not in known:
-        close = difflib.get_close_matches(name, [REPLAY, *known], n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"Unknown exchange {name!r}.{hint} Use 'replay' (offline, candle files in "
-            f"{candles_dir}) or a ccxt exchange id such as binance, bybit, kraken."
-        )
+    check_exchange_id(name, candles_dir)
     options = ccxt_options(settings, name, sandbox=sandbox)
     return CcxtExchange(name, clock, options, sleep=retry_sleep)
