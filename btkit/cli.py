@@ -250,6 +250,62 @@ def download(
 
 
 @app.command()
+def service(
+    symbols: Annotated[
+        list[str] | None, typer.Argument(help="Symbols for the unit (none with --template)")
+    ] = None,
+    strategy: Annotated[str, typer.Option("--strategy", "-s", help="Strategy name")] = "",
+    exchange: Annotated[str, typer.Option("--exchange", "-e", help="Exchange")] = "binance",
+    write: Annotated[Path | None, typer.Option(help="Write the unit here too")] = None,
+    template: Annotated[
+        bool, typer.Option("--template", help="btkit@.service: one instance per symbol (%i)")
+    ] = False,
+    user: Annotated[bool, typer.Option("--user", help="A user unit (systemctl --user)")] = False,
+    strategies_dir: StrategiesDir = None,
+    data_dir: DataDir = None,
+    logs_dir: LogsDir = None,
+) -> None:
+    """Print (and --write) a systemd unit that runs this `btkit live` command."""
+    from btkit.runtime.service import UnitSpec, btkit_command, render_unit, unit_name
+    from btkit.store.atomic import atomic_write_bytes
+
+    if not strategy:
+        _fail("--strategy is required", 2)
+    if not symbols and not template:
+        _fail("give the symbols, or --template for one instance per symbol", 2)
+    settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
+    workdir = Path.cwd()
+    spec = UnitSpec(
+        command=btkit_command(),
+        workdir=workdir,
+        strategies_dir=(workdir / settings.strategies_dir).resolve(),
+        data_dir=(workdir / settings.data_dir).resolve(),
+        logs_dir=(workdir / settings.logs_dir).resolve(),
+        symbols=symbols or [],
+        strategy=strategy,
+        exchange=exchange,
+        template=template,
+        user=user,
+    )
+    text = render_unit(spec)
+    typer.echo(text, nl=False)
+    if write is not None:
+        try:
+            atomic_write_bytes(write, text.encode())
+        except OSError as exc:
+            _fail(f"cannot write {write}: {exc}", 2)
+        scope = "--user " if user else ""
+        name = unit_name(spec)
+        instance = name.replace("@", f"@{(symbols or ['BTCUSDT'])[0]}") if template else name
+        typer.echo(
+            f"# wrote {write}; install it as {name} in "
+            f"{'~/.config/systemd/user/' if user else '/etc/systemd/system/'}, then: "
+            f"systemctl {scope}daemon-reload && systemctl {scope}enable --now {instance}",
+            err=True,
+        )
+
+
+@app.command()
 def report(
     strategy: Annotated[str, typer.Argument(help="Strategy name")],
     mode: Annotated[str, typer.Option(help="live or backtest (the latest backtest run)")] = "live",

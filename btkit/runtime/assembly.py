@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +69,7 @@ async def open_live(
     *,
     options: RunOptions = RunOptions(),
     clock: Clock | None = None,
+    on_cycle: Callable[[LiveSession], None] | None = None,
 ) -> AsyncIterator[LiveSetup]:
     """Load the strategy, open the exchange, lock and restore state; release all on exit.
 
@@ -131,6 +132,7 @@ async def open_live(
             ends=ends,
             on_closed=lambda _: reports.on_closed(),
             on_stop=retry_sleep.stop.set,
+            on_cycle=on_cycle,
         )
         yield LiveSetup(session, strategy, exchange, resolved, stores, ledger, start_ms, label)
 

@@ -11,6 +11,7 @@ from btkit.console import EventPrinter, StartupInfo
 from btkit.domain import OpenedResult
 from btkit.runtime.assembly import LiveSetup, RunOptions, open_live
 from btkit.runtime.live import LiveSession
+from btkit.runtime.systemd import Notifier
 from btkit.settings import Settings
 from btkit.timefmt import format_time
 
@@ -28,9 +29,19 @@ async def run_daemon(
     drain: bool = False,
 ) -> int:
     """Run until stopped or the replay ends; 0 on a clean end, 1 if a symbol failed."""
-    async with open_live(settings, symbols, strategy, exchange, options=options) as setup:
+    notifier = Notifier.from_environment()
+    async with open_live(
+        settings,
+        symbols,
+        strategy,
+        exchange,
+        options=options,
+        on_cycle=lambda session: notifier.watchdog(session.status_line()),
+    ) as setup:
+        session = setup.session
         printer.startup(_startup_info(settings, setup, options))
-        _install_stop_handlers(setup.session, drain)
+        _install_stop_handlers(session, drain, notifier)
+        notifier.ready(session.status_line())
         opened = closed = 0
         async for result in setup.session.events():
             printer.event(result)
@@ -38,7 +49,7 @@ async def run_daemon(
                 opened += 1
             else:
                 closed += 1
-        session = setup.session
+        notifier.stopping()
         still_open = session.open_signals
         printer.finish(
             f"stopped: {opened} opened, {closed} closed, {still_open} open signal(s) kept "
@@ -52,12 +63,13 @@ async def run_daemon(
         return 1 if session.failed_symbols else 0
 
 
-def _install_stop_handlers(session: LiveSession, drain: bool) -> None:
+def _install_stop_handlers(session: LiveSession, drain: bool, notifier: Notifier) -> None:
     loop = asyncio.get_running_loop()
     received: list[str] = []
 
     def on_signal(name: str) -> None:
         received.append(name)
+        notifier.stopping()
         if len(received) == 1 and drain:
             log.warning(
                 "%s: no new signals; waiting for %d open signal(s) to close "

@@ -46,6 +46,7 @@ class LiveSession:
         on_tick: Callable[[SymbolRunner], None] | None = None,
         on_closed: Callable[[ClosedResult], None] | None = None,
         on_stop: Callable[[], None] | None = None,
+        on_cycle: Callable[[LiveSession], None] | None = None,
     ) -> None:
         self.runners = list(runners)
         self.clock = clock
@@ -55,6 +56,10 @@ class LiveSession:
         self._on_tick = on_tick
         self._on_closed = on_closed
         self._on_stop = on_stop
+        self._on_cycle = on_cycle
+        self._active = len(self.runners)
+        self._ticked: dict[int, int] = {}
+        """Minute -> symbols done with it; complete when all active symbols are."""
         self._stopping = False
         self._drain = False
         self._wake = asyncio.Event()
@@ -112,6 +117,7 @@ class LiveSession:
             log.exception("%s stopped by an unexpected error", runner.symbol)
             self.failed_symbols.append(runner.symbol)
         finally:
+            self._active -= 1
             self.clock.leave()
             if runner.last_tick is not None and not runner.mid_tick:
                 try:
@@ -145,7 +151,27 @@ class LiveSession:
                 if since_checkpoint >= options.checkpoint_minutes:
                     runner.checkpoint()
                     since_checkpoint = 0
+            self._cycle_progress(when)
             await self._sleep_until(when + MINUTE_MS + options.settle_ms)
+
+    def _cycle_progress(self, when: int) -> None:
+        """Count symbols done with minute `when`; the last one completes the cycle."""
+        done = self._ticked.get(when, 0) + 1
+        if done < self._active:
+            self._ticked[when] = done
+            return
+        self._ticked.pop(when, None)
+        for stale in [m for m in self._ticked if m < when]:
+            del self._ticked[stale]
+        if self._on_cycle is not None:
+            self._on_cycle(self)
+
+    def status_line(self) -> str:
+        last = max((r.last_tick or 0 for r in self.runners), default=0) or None
+        return (
+            f"{len(self.runners)} symbol(s), {self.open_signals} open signal(s), "
+            f"last tick {format_time(last)}"
+        )
 
     def _done(self, runner: SymbolRunner) -> bool:
         if not self._stopping:
@@ -184,10 +210,4 @@ class LiveSession:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.options.heartbeat_seconds)
-            last = max((r.last_tick or 0 for r in self.runners), default=0) or None
-            log.info(
-                "heartbeat: %d symbol(s), %d open signal(s), last tick %s",
-                len(self.runners),
-                self.open_signals,
-                format_time(last),
-            )
+            log.info("heartbeat: %s", self.status_line())
