@@ -28,6 +28,7 @@ from btkit.runtime.frames import default_start
 from btkit.runtime.live import LiveOptions, LiveSession
 from btkit.runtime.runner import SymbolRunner
 from btkit.settings import Settings
+from btkit.store.atomic import check_writable
 from btkit.store.ledger import SqliteLedger
 from btkit.store.signal_state import JsonSignalStore
 from btkit.strategies import StrategyDef, resolve_strategy
@@ -80,6 +81,8 @@ async def open_live(
     _check_arguments(symbols, exchange_name, options)
     is_replay = exchange_name == REPLAY
     strategy = resolve_strategy(settings.strategies_dir, strategy_name)
+    for folder in (settings.signal_dir, settings.logs_dir):
+        check_writable(folder)  # a read-only or full disk is found before any trading
     simulated = is_replay or options.start_ms is not None
     if clock is None:
         clock = SimulatedClock(0, speed=options.speed) if simulated else WallClock()

@@ -16,7 +16,10 @@ def ensure_private_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise StorageError(f"Cannot create folder {folder}: {exc.strerror}.") from exc
+        raise StorageError(
+            f"Cannot create folder {folder}: {exc.strerror}. Check the disk and the folder's "
+            "permissions (or point --data-dir / --logs-dir elsewhere), then restart."
+        ) from exc
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -53,6 +56,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if temp_name:
             with contextlib.suppress(OSError):
                 os.unlink(temp_name)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail early, with the reason, if `folder` cannot take a small durable write."""
+    ensure_private_dir(folder)
+    probe = folder / ".btkit-write-check"
+    atomic_write_bytes(probe, b"ok\n")
+    try:
+        probe.unlink()
+    except OSError as exc:
+        raise StorageError(f"Cannot write to {folder}: {exc.strerror}.") from exc
 
 
 def remove_stale_temp_files(folder: Path, target_name: str) -> list[Path]:
