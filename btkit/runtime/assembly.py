@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -83,6 +84,7 @@ async def open_live(
     strategy = resolve_strategy(settings.strategies_dir, strategy_name)
     for folder in (settings.signal_dir, settings.logs_dir):
         check_writable(folder)  # a read-only or full disk is found before any trading
+    ensure_file_descriptors(len(symbols))
     simulated = is_replay or options.start_ms is not None
     if clock is None:
         clock = SimulatedClock(0, speed=options.speed) if simulated else WallClock()
@@ -138,6 +140,21 @@ async def open_live(
             on_cycle=on_cycle,
         )
         yield LiveSetup(session, strategy, exchange, resolved, stores, ledger, start_ms, label)
+
+
+def ensure_file_descriptors(symbols: int) -> None:
+    """Each symbol holds its state file's lock open: raise the soft limit if needed."""
+    needed = symbols + 256  # plus the ledger, sockets, candle files, Python itself
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        raise ConfigError(
+            f"{symbols} symbols need about {needed} open files, but this process may open "
+            f"at most {hard}. Raise the limit (LimitNOFILE= in the systemd unit, or "
+            "ulimit -n), or split the symbols over several daemons."
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 def _check_arguments(symbols: Sequence[str], exchange_name: str, options: RunOptions) -> None:
