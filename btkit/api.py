@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,20 @@ class BackgroundRun:
             await self.task
 
 
+async def _start(
+    handle: BackgroundRun,
+    work: Coroutine[Any, Any, None],
+    name: str,
+    tasks: set[asyncio.Task[None]],
+) -> BackgroundRun:
+    """Run `work` as a task kept referenced until it ends, and let it start."""
+    handle.task = asyncio.create_task(work, name=name)
+    tasks.add(handle.task)
+    handle.task.add_done_callback(tasks.discard)
+    await asyncio.sleep(0)
+    return handle
+
+
 class LiveUtils:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
@@ -100,11 +114,7 @@ class LiveUtils:
             async for _ in self.run(symbol, _attach=handle.attach, **kwargs):
                 pass
 
-        handle.task = asyncio.create_task(consume(), name=f"btkit-live-{symbol}")
-        self._tasks.add(handle.task)
-        handle.task.add_done_callback(self._tasks.discard)
-        await asyncio.sleep(0)
-        return handle
+        return await _start(handle, consume(), f"btkit-live-{symbol}", self._tasks)
 
     def get_report(self, strategy: str, *, settings: Settings | None = None) -> str:
         """The live report as Markdown, from the ledger: any process, any time."""
@@ -178,11 +188,7 @@ class BacktestUtils:
                 if stop.is_set():
                     break
 
-        handle.task = asyncio.create_task(consume(), name=f"btkit-backtest-{symbol}")
-        self._tasks.add(handle.task)
-        handle.task.add_done_callback(self._tasks.discard)
-        await asyncio.sleep(0)
-        return handle
+        return await _start(handle, consume(), f"btkit-backtest-{symbol}", self._tasks)
 
     def get_report(self, strategy: str) -> str:
         from btkit.report.markdown import ReportInput, render

@@ -66,6 +66,16 @@ def _console() -> Any:
     return console
 
 
+def _times(start: str | None, end: str | None) -> tuple[int | None, int | None]:
+    """--start / --end as ms UTC; a bad date exits 2 with the expected format."""
+    from btkit.timefmt import parse_utc
+
+    try:
+        return (parse_utc(start) if start else None, parse_utc(end) if end else None)
+    except ValueError as exc:
+        _fail(f"--start/--end: {exc}", 2)
+
+
 def _parse_speed(text: str) -> float | None:
     if text == "max":
         return None
@@ -119,15 +129,10 @@ def live(
     from btkit.errors import BtkitError
     from btkit.runtime.assembly import RunOptions
     from btkit.runtime.daemon import run_daemon
-    from btkit.timefmt import parse_utc
 
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
     setup_logging(log_level, secrets=settings.secret_values())
-    try:
-        start_ms = parse_utc(start) if start else None
-        end_ms = parse_utc(end) if end else None
-    except ValueError as exc:
-        _fail(f"--start/--end: {exc}", 2)
+    start_ms, end_ms = _times(start, end)
     options = RunOptions(
         start_ms=start_ms,
         end_ms=end_ms,
@@ -184,15 +189,10 @@ def backtest(
     from btkit.console import setup_logging
     from btkit.errors import BtkitError
     from btkit.runtime.backtest_command import run_backtest_command
-    from btkit.timefmt import parse_utc
 
     setup_logging(log_level)
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
-    try:
-        start_ms = parse_utc(start) if start else None
-        end_ms = parse_utc(end) if end else None
-    except ValueError as exc:
-        _fail(f"--start/--end: {exc}", 2)
+    start_ms, end_ms = _times(start, end)
     try:
         code = run_backtest_command(
             settings,
@@ -227,17 +227,12 @@ def download(
     from btkit.console import setup_logging
     from btkit.errors import BtkitError
     from btkit.runtime.download_command import run_download
-    from btkit.timefmt import parse_utc
 
     settings = _settings(data_dir=data_dir)
     setup_logging(log_level, secrets=settings.secret_values())
     if days is not None and start is not None:
         _fail("give --days or --start, not both", 2)
-    try:
-        start_ms = parse_utc(start) if start else None
-        end_ms = parse_utc(end) if end else None
-    except ValueError as exc:
-        _fail(f"--start/--end: {exc}", 2)
+    start_ms, end_ms = _times(start, end)
     if start_ms is None:
         start_ms = (end_ms or WallClock().now_ms()) - (days or 7) * 86_400_000
     try:

@@ -107,18 +107,18 @@ def test_missing_candles_are_reported_not_invented(project, binance):
 def test_an_outage_longer_than_the_budget_exits_nonzero_with_state_intact(project, binance):
     project.write_strategy("always_long.py", ALWAYS_LONG)
     env = exchange_env(binance, BTKIT_OUTAGE_BUDGET_MINUTES="3", BTKIT_RETRY_MAX="1")
-    command = project.command(
-        "live", "ETHBTC", "-s", "always-long", "-e", "binance", "--json", "--speed", "30", *WINDOW
-    )
-    import subprocess
-
-    with subprocess.Popen(
-        command,
-        cwd=project.root,
-        env={**project.env(), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    with project.start(
+        "live",
+        "ETHBTC",
+        "-s",
+        "always-long",
+        "-e",
+        "binance",
+        "--json",
+        "--speed",
+        "30",
+        *WINDOW,
+        env=env,
     ) as daemon:
         opened = json.loads(daemon.stdout.readline())
         assert opened["action"] == "opened"
@@ -189,16 +189,8 @@ def test_secrets_never_reach_output_or_files(project, binance):
 def test_sigterm_during_retries_still_stops_cleanly(project, binance):
     binance.faults.outage = True
     env = exchange_env(binance, BTKIT_RETRY_BASE_SECONDS="5", BTKIT_RETRY_MAX="3")
-    import subprocess
-
-    command = project.command("live", "ETHBTC", "-s", "my-strategy", "-e", "binance", *WINDOW)
-    with subprocess.Popen(
-        command,
-        cwd=project.root,
-        env={**project.env(), **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    with project.start(
+        "live", "ETHBTC", "-s", "my-strategy", "-e", "binance", *WINDOW, env=env
     ) as daemon:
         time.sleep(1.5)
         daemon.send_signal(signal.SIGTERM)

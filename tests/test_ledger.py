@@ -153,3 +153,31 @@ def test_the_runner_writes_both_in_order(tmp_path):
     contents = ledger.read(Query("strat"))
     assert len(contents.trades) == 1
     assert contents.still_open == []
+
+
+def test_several_processes_can_create_the_ledger_at_once(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from btkit.store.ledger import SqliteLedger\n"
+        "while time.time() < float(sys.argv[2]):\n"
+        "    pass\n"
+        "SqliteLedger(Path(sys.argv[1])).close()\n"
+    )
+    for _ in range(3):
+        path = tmp_path / f"race-{time.monotonic_ns()}.sqlite"
+        go = str(time.time() + 0.5)
+        starts = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, str(path), go], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(4)
+        ]
+        for process in starts:
+            _, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+        assert SqliteLedger(path).read(Query("any")).trades == []

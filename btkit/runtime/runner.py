@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import logging
 import uuid
-from typing import Literal
+from typing import Literal, TypedDict
 
 from btkit.context import ExecutionContext, MethodContext, tick_context
 from btkit.domain import (
@@ -38,6 +38,16 @@ from btkit.strategies import Callback, StrategyDef
 log = logging.getLogger(__name__)
 
 _SIGNAL_IDS = uuid.UUID("6f1c1d2e-5b7a-4a43-9a51-1f0e6b0d7c11")
+
+
+class _Header(TypedDict):
+    """The fields every tick result starts with."""
+
+    strategy_name: str
+    exchange_name: str
+    symbol: str
+    timestamp: int
+
 
 CallbackName = Literal["on_open", "on_active", "on_idle", "on_close", "on_tick"]
 
@@ -116,6 +126,14 @@ class SymbolRunner:
         else:
             self._ledger.record_opened(self.signal)
 
+    def _header(self, when: int) -> _Header:
+        return {
+            "strategy_name": self.strategy.name,
+            "exchange_name": self.exchange_name,
+            "symbol": self.symbol,
+            "timestamp": when,
+        }
+
     def checkpoint(self) -> None:
         """Persist the cursor (last tick) without a state change, e.g. on stop."""
         self._persist()
@@ -134,10 +152,7 @@ class SymbolRunner:
                 self._ledger.record_opened(accepted)
                 crash_point("open:ledger-written")
                 opened = OpenedResult(
-                    strategy_name=self.strategy.name,
-                    exchange_name=self.exchange_name,
-                    symbol=self.symbol,
-                    timestamp=when,
+                    **self._header(when),
                     current_price=accepted.price_open,
                     signal=accepted,
                 )
@@ -145,10 +160,7 @@ class SymbolRunner:
                 return opened
         price = await self.market.average_price(self.symbol, when)
         idle = IdleResult(
-            strategy_name=self.strategy.name,
-            exchange_name=self.exchange_name,
-            symbol=self.symbol,
-            timestamp=when,
+            **self._header(when),
             current_price=price,
         )
         await self._callback("on_idle", idle)
@@ -169,10 +181,7 @@ class SymbolRunner:
         reason = close_reason(signal, price, when)
         if reason is None:
             active = ActiveResult(
-                strategy_name=self.strategy.name,
-                exchange_name=self.exchange_name,
-                symbol=self.symbol,
-                timestamp=when,
+                **self._header(when),
                 current_price=price,
                 signal=signal,
             )
@@ -197,10 +206,7 @@ class SymbolRunner:
         self, signal: OpenSignal, when: int, price: float, reason: CloseReason
     ) -> ClosedResult:
         closed = ClosedResult(
-            strategy_name=self.strategy.name,
-            exchange_name=self.exchange_name,
-            symbol=self.symbol,
-            timestamp=when,
+            **self._header(when),
             current_price=price,
             signal=signal,
             close_reason=reason,

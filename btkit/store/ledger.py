@@ -14,11 +14,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import starmap
 from pathlib import Path
 from typing import Literal, Protocol
+
+import filelock
 
 from btkit.domain import ClosedResult, OpenedResult, OpenSignal
 from btkit.errors import StorageError
@@ -154,14 +157,22 @@ class SqliteLedger:
         self.mode: Mode = mode
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            existed = path.exists()
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-            if not existed:
-                path.chmod(0o600)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=30000")
-            self._migrate()
+            # Switching to WAL and migrating race between processes opening a new
+            # ledger at once (tables created twice, "database is locked"): one at a time.
+            with filelock.FileLock(f"{path}.init.lock", timeout=60):
+                existed = path.exists()
+                self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+                if not existed:
+                    path.chmod(0o600)
+                self._db.execute("PRAGMA busy_timeout=30000")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._migrate()
+        except filelock.Timeout as exc:
+            raise StorageError(
+                f"Another process has been initialising the ledger {path} for a minute; "
+                "check for a stuck btkit process."
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise StorageError(
                 f"Cannot open the ledger {path}: {exc}. If the file is damaged, move it aside "
@@ -189,15 +200,24 @@ class SqliteLedger:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def _write(self, rows: Iterable[tuple[object, ...]]) -> None:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any SQLite error rolls back and becomes a StorageError."""
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(_INSERT, rows)
+            yield self._db
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            raise StorageError(f"Cannot write to the ledger {self.path}: {exc}.") from exc
+            raise StorageError(
+                f"Cannot write to the ledger {self.path}: {exc}. Free disk space or fix the "
+                "folder's permissions, then restart; events already recorded are safe."
+            ) from exc
+
+    def _write(self, rows: Iterable[tuple[object, ...]]) -> None:
+        with self._transaction() as db:
+            db.executemany(_INSERT, rows)
 
     def record_opened(self, signal: OpenSignal) -> None:
         """Idempotent: recording a restored signal again after a crash changes nothing."""
@@ -226,18 +246,12 @@ class SqliteLedger:
         run_id = f"backtest-{uuid.uuid4().hex[:12]}"
         rows = [_opened_row(run_id, "backtest", r.signal) for r in opened]
         rows += [_closed_row(run_id, "backtest", r) for r in closed]
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+        with self._transaction() as db:
+            db.execute(
                 "INSERT INTO runs VALUES (?, 'backtest', ?, ?, ?, ?)",
                 (run_id, strategy, exchange, created_at, json.dumps(details)),
             )
-            self._db.executemany(_INSERT, rows)
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise StorageError(f"Cannot write to the ledger {self.path}: {exc}.") from exc
+            db.executemany(_INSERT, rows)
         return run_id
 
     def latest_backtest(self, strategy: str) -> str | None:
