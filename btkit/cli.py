@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -66,6 +67,17 @@ def _console() -> Any:
     return console
 
 
+def _exit_with(command: Callable[[], int]) -> NoReturn:
+    """Run a command; a BtkitError becomes a red message and its exit status."""
+    from btkit.errors import BtkitError
+
+    try:
+        code = command()
+    except BtkitError as exc:
+        _fail(str(exc), exc.exit_code)
+    raise typer.Exit(code)
+
+
 def _times(start: str | None, end: str | None) -> tuple[int | None, int | None]:
     """--start / --end as ms UTC; a bad date exits 2 with the expected format."""
     from btkit.timefmt import parse_utc
@@ -73,7 +85,7 @@ def _times(start: str | None, end: str | None) -> tuple[int | None, int | None]:
     try:
         return (parse_utc(start) if start else None, parse_utc(end) if end else None)
     except ValueError as exc:
-        _fail(f"--start/--end: {exc}", 2)
+        _fail(f"{exc} (in --start/--end or --since/--until)", 2)
 
 
 def _parse_speed(text: str) -> float | None:
@@ -126,7 +138,6 @@ def live(
 ) -> None:
     """Run a strategy on symbols until stopped (or until the replayed history ends)."""
     from btkit.console import choose_mode, make_printer, setup_logging
-    from btkit.errors import BtkitError
     from btkit.runtime.assembly import RunOptions
     from btkit.runtime.daemon import run_daemon
 
@@ -141,8 +152,8 @@ def live(
         sandbox=sandbox,
     )
     printer = make_printer(choose_mode(json_output, sys.stdout))
-    try:
-        code = asyncio.run(
+    _exit_with(
+        lambda: asyncio.run(
             run_daemon(
                 settings,
                 symbols,
@@ -153,9 +164,7 @@ def live(
                 drain=drain,
             )
         )
-    except BtkitError as exc:
-        _fail(str(exc), exc.exit_code)
-    raise typer.Exit(code)
+    )
 
 
 @app.command()
@@ -187,14 +196,13 @@ def backtest(
     from rich.console import Console
 
     from btkit.console import setup_logging
-    from btkit.errors import BtkitError
     from btkit.runtime.backtest_command import run_backtest_command
 
     setup_logging(log_level)
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
     start_ms, end_ms = _times(start, end)
-    try:
-        code = run_backtest_command(
+    _exit_with(
+        lambda: run_backtest_command(
             settings,
             symbols,
             strategy_name=strategy,
@@ -204,12 +212,10 @@ def backtest(
             out=out,
             json_lines=json_output,
             workers=workers,
-            stdout=Console(highlight=False),
+            stdout=_console(),
             stderr=Console(stderr=True, highlight=False),
         )
-    except BtkitError as exc:
-        _fail(str(exc), exc.exit_code)
-    raise typer.Exit(code)
+    )
 
 
 @app.command()
@@ -225,7 +231,6 @@ def download(
     """Fetch 1m candles into <data>/candles/<SYMBOL>-1m.csv (resumable, crash-safe)."""
     from btkit.clock import WallClock
     from btkit.console import setup_logging
-    from btkit.errors import BtkitError
     from btkit.runtime.download_command import run_download
 
     settings = _settings(data_dir=data_dir)
@@ -235,13 +240,11 @@ def download(
     start_ms, end_ms = _times(start, end)
     if start_ms is None:
         start_ms = (end_ms or WallClock().now_ms()) - (days or 7) * 86_400_000
-    try:
-        code = run_download(
+    _exit_with(
+        lambda: run_download(
             settings, exchange, symbols, start_ms=start_ms, end_ms=end_ms, console=_console()
         )
-    except BtkitError as exc:
-        _fail(str(exc), exc.exit_code)
-    raise typer.Exit(code)
+    )
 
 
 @app.command()
@@ -315,38 +318,28 @@ def report(
     logs_dir: LogsDir = None,
 ) -> None:
     """Print and write a strategy's report from the ledger (works while daemons run)."""
-    from rich.console import Console
 
-    from btkit.errors import BtkitError
     from btkit.runtime.report_command import run_report
     from btkit.store.ledger import Query
-    from btkit.timefmt import parse_utc
 
     if mode not in ("live", "backtest"):
         _fail(f"--mode must be live or backtest, not {mode!r}", 2)
     if report_format not in ("md", "json"):
         _fail(f"--format must be md or json, not {report_format!r}", 2)
     settings = _settings(data_dir=data_dir, logs_dir=logs_dir)
-    try:
-        query = Query(
-            strategy=strategy,
-            mode="live" if mode == "live" else "backtest",
-            symbol=symbol,
-            since=parse_utc(since) if since else None,
-            until=parse_utc(until) if until else None,
+    since_ms, until_ms = _times(since, until)
+    query = Query(
+        strategy=strategy,
+        mode="live" if mode == "live" else "backtest",
+        symbol=symbol,
+        since=since_ms,
+        until=until_ms,
+    )
+    _exit_with(
+        lambda: run_report(
+            settings, query, out=out, as_json=report_format == "json", console=_console()
         )
-        code = run_report(
-            settings,
-            query,
-            out=out,
-            as_json=report_format == "json",
-            console=Console(highlight=False),
-        )
-    except ValueError as exc:
-        _fail(f"--since/--until: {exc}", 2)
-    except BtkitError as exc:
-        _fail(str(exc), exc.exit_code)
-    raise typer.Exit(code)
+    )
 
 
 @app.command()
