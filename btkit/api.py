@@ -213,11 +213,10 @@ class BacktestUtils:
 
 
 def _read_ledger(settings: Settings, strategy: str, mode: Mode) -> tuple[LedgerContents, Query]:
-    from btkit.runtime.assembly import ledger_path
     from btkit.store.ledger import Query, SqliteLedger
 
     query = Query(strategy=strategy, mode=mode)
-    ledger = SqliteLedger(ledger_path(settings))
+    ledger = SqliteLedger(settings.ledger_path)
     try:
         return ledger.read(query), query
     finally:

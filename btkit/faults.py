@@ -9,6 +9,7 @@ any two steps of an open or a close loses and duplicates nothing. Points:
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 
@@ -16,15 +17,22 @@ _ENV = "BTKIT_FAULT_KILL_AT"
 _passes: dict[str, int] = {}
 
 
-def crash_point(name: str) -> None:
+@functools.cache
+def _target() -> tuple[str, int] | None:
+    """The (point, n-th pass) to die at, read once per process."""
     setting = os.environ.get(_ENV)
     if not setting:
-        return
+        return None
     point, _, count = setting.rpartition(":")
     if not count.isdigit():
-        point, count = setting, "1"
-    if point != name:
+        return setting, 1
+    return point, int(count)
+
+
+def crash_point(name: str) -> None:
+    target = _target()
+    if target is None or target[0] != name:
         return
     _passes[name] = _passes.get(name, 0) + 1
-    if _passes[name] >= int(count or 1):
+    if _passes[name] >= target[1]:
         os.kill(os.getpid(), signal.SIGKILL)

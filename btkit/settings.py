@@ -74,3 +74,7 @@ class Settings(BaseSettings):
     @property
     def signal_dir(self) -> Path:
         return self.data_dir / "signal"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "btkit.sqlite"

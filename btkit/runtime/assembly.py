@@ -13,7 +13,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from btkit.clock import Clock, SimulatedClock, WallClock
 from btkit.domain import MINUTE_MS
@@ -103,7 +102,7 @@ async def open_live(
         stores = [_locked_store(stack, settings, label, strategy.name, s) for s in resolved]
         if options.restart:
             _set_aside(stores)
-        ledger = SqliteLedger(ledger_path(settings))
+        ledger = SqliteLedger(settings.ledger_path)
         stack.callback(ledger.close)
         reports = LiveReportWriter(ledger, settings.logs_dir, strategy.name, time.monotonic)
         stack.callback(reports.flush)
@@ -189,10 +188,6 @@ def _simulated_frame(
     if options.end_ms is not None:
         ends = {symbol: min(end, options.end_ms) for symbol, end in ends.items()}
     return start, ends
-
-
-def ledger_path(settings: Settings) -> Path:
-    return settings.data_dir / "btkit.sqlite"
 
 
 def _locked_store(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
@@ -22,7 +23,6 @@ from btkit.clock import WallClock
 from btkit.domain import MINUTE_MS, result_to_dict
 from btkit.report.markdown import ReportInput, render
 from btkit.report.statistics import Trade, summarize
-from btkit.runtime.assembly import ledger_path
 from btkit.runtime.backtest_jobs import SymbolOutcome, plan, run_all
 from btkit.settings import Settings
 from btkit.store.atomic import atomic_write_bytes, ensure_private_dir
@@ -57,7 +57,7 @@ def record_in_ledger(
     settings: Settings, strategy: str, exchange: str, outcomes: Sequence[SymbolOutcome]
 ) -> str:
     """Keep the run in the ledger, apart from live events, for `btkit report --mode backtest`."""
-    ledger = SqliteLedger(ledger_path(settings))
+    ledger = SqliteLedger(settings.ledger_path)
     try:
         return ledger.record_backtest(
             strategy,
@@ -124,11 +124,14 @@ def run_backtest_command(
     summary_console = stderr if json_lines else stdout
     summary_console.print(_summary_table(outcomes))
     candles = sum((o.job.frame.end - o.job.frame.start) // MINUTE_MS + 1 for o in outcomes)
-    run_id = record_in_ledger(settings, strategy.name, exchange, outcomes)
-    path = write_report(
-        out or settings.logs_dir / "backtest" / f"{strategy.name}.md",
-        backtest_report(strategy.name, outcomes, exchange),
-    )
+    # SQLite releases the GIL while it writes: record the run while the report renders.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        recording = pool.submit(record_in_ledger, settings, strategy.name, exchange, outcomes)
+        path = write_report(
+            out or settings.logs_dir / "backtest" / f"{strategy.name}.md",
+            backtest_report(strategy.name, outcomes, exchange),
+        )
+        run_id = recording.result()
     summary_console.print(
         f"{candles:,} minutes backtested in {elapsed:.2f} s "
         f"({candles / max(elapsed, 1e-9):,.0f}/s); report written to {path}; "

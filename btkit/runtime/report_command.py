@@ -12,7 +12,6 @@ from rich.table import Table
 from btkit.clock import WallClock
 from btkit.errors import ConfigError
 from btkit.report.builder import default_report_path, json_report, write_markdown_report
-from btkit.runtime.assembly import ledger_path
 from btkit.runtime.status import open_positions
 from btkit.settings import Settings
 from btkit.store.ledger import Query, SqliteLedger
@@ -22,7 +21,7 @@ from btkit.timefmt import format_time
 def run_report(
     settings: Settings, query: Query, *, out: Path | None, as_json: bool, console: Console
 ) -> int:
-    path = ledger_path(settings)
+    path = settings.ledger_path
     if not path.exists():
         raise ConfigError(
             f"No ledger at {path} yet: run `btkit live` or `btkit backtest` first "
