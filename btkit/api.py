@@ -161,12 +161,19 @@ class BacktestUtils:
         exchange: str = "replay",
         start: str | int | None = None,
         end: str | int | None = None,
+        step: str = "1m",
         settings: Settings | None = None,
     ) -> AsyncIterator[ClosedResult]:
         from btkit.runtime.backtest_jobs import plan, prepare
 
         planned = plan(
-            settings or Settings(), [symbol], strategy, exchange, start=_time(start), end=_time(end)
+            settings or Settings(),
+            [symbol],
+            strategy,
+            exchange,
+            start=_time(start),
+            end=_time(end),
+            step=step,
         )
         definition = planned.strategy
         run = prepare(planned.jobs[0], definition, planned.history[symbol])

@@ -178,6 +178,7 @@ def backtest(
         str | None, typer.Option(help="First tick, UTC (default: data start + warm-up)")
     ] = None,
     end: Annotated[str | None, typer.Option(help="Last tick, UTC (default: data end)")] = None,
+    step: Annotated[str, typer.Option(help="Time between frame ticks: 1m 3m 5m 15m 30m 1h")] = "1m",
     out: Annotated[
         Path | None, typer.Option(help="Report path (default: <logs>/backtest/<strategy>.md)")
     ] = None,
@@ -212,6 +213,7 @@ def backtest(
             out=out,
             json_lines=json_output,
             workers=workers,
+            step=step,
             stdout=_console(),
             stderr=Console(stderr=True, highlight=False),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import numpy as np
@@ -202,3 +203,31 @@ def test_workers_do_not_change_results(project):
     )
     assert one.stdout == two.stdout
     assert one.stdout
+
+
+def test_a_coarser_step_spaces_the_signal_calls(project):
+    calls = []
+    project.write_strategy(
+        "record.py",
+        """
+from btkit import strategy
+from btkit.context import execution_context
+SEEN = []
+
+@strategy("record", interval="1m", warmup_minutes=10)
+async def record(symbol):
+    SEEN.append(execution_context().when)
+""",
+    )
+    from btkit.runtime.backtest_jobs import plan, prepare
+
+    planned = plan(settings_for(project), ["ETHBTC"], "record", "replay", step="15m")
+    run = prepare(planned.jobs[0], planned.strategy, planned.history["ETHBTC"])
+    asyncio.run(collect(run))
+    module_seen = planned.strategy.get_signal.__globals__["SEEN"]
+    calls.extend(module_seen)
+    assert len(calls) > 50
+    assert {b - a for a, b in itertools.pairwise(calls)} == {15 * 60_000}
+    bad = project.run("backtest", "ETHBTC", "-s", "my-strategy", "--step", "7m")
+    assert bad.returncode == 2
+    assert "--step must be one of" in bad.stderr

@@ -78,3 +78,20 @@ def test_a_stop_cuts_a_retry_wait_short():
             await asyncio.wait_for(waiting, timeout=1)
 
     asyncio.run(scenario())
+
+
+def test_sandbox_switches_to_the_testnet_and_is_refused_where_ccxt_has_none():
+    from btkit.clock import WallClock
+    from btkit.errors import ConfigError
+    from btkit.exchanges.ccxt_exchange import CcxtExchange, CcxtOptions
+
+    async def scenario():
+        testnet = CcxtExchange("binance", WallClock(), CcxtOptions(sandbox=True))
+        try:
+            assert "testnet" in testnet._client.urls["api"]["public"]
+        finally:
+            await testnet.close()
+        with pytest.raises(ConfigError, match="no testnet"):
+            CcxtExchange("kraken", WallClock(), CcxtOptions(sandbox=True))
+
+    asyncio.run(scenario())

@@ -127,6 +127,9 @@ class CcxtExchange:
     def _enable_sandbox(self) -> None:
         import ccxt
 
+        # Some exchanges list an empty testnet, on which ccxt fails with a TypeError.
+        if not self._client.urls.get("test"):
+            raise ConfigError(f"ccxt has no testnet (sandbox) for {self.name}.")
         try:
             self._client.set_sandbox_mode(True)
         except ccxt.NotSupported:

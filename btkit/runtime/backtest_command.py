@@ -82,10 +82,11 @@ def run_backtest_command(
     out: Path | None,
     json_lines: bool,
     workers: int | None,
+    step: str = "1m",
     stdout: Console,
     stderr: Console,
 ) -> int:
-    planned = plan(settings, symbols, strategy_name, exchange, start=start, end=end)
+    planned = plan(settings, symbols, strategy_name, exchange, start=start, end=end, step=step)
     strategy, jobs = planned.strategy, planned.jobs
     started = time.perf_counter()
     progress = Progress(

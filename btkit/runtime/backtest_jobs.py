@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from btkit.domain import ClosedResult, OpenedResult, OpenSignal
+from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
 from btkit.engine.pnl import Costs
-from btkit.errors import DataError
+from btkit.errors import ConfigError, DataError
 from btkit.exchanges.replay import candle_file
 from btkit.market.array_market import ArrayMarket
 from btkit.market.arrays import CandleArrays
@@ -89,8 +90,15 @@ def plan(
     *,
     start: int | None = None,
     end: int | None = None,
+    step: str = "1m",
 ) -> Plan:
-    """Check strategy, files and ranges before any work starts."""
+    """Check strategy, files and ranges before any work starts.
+
+    `step` spaces the frame's ticks (default 1m, as live). Open signals are
+    still followed minute by minute, as the live loop does.
+    """
+    if step not in SIGNAL_INTERVALS:
+        raise ConfigError(f"--step must be one of {', '.join(SIGNAL_INTERVALS)}, not {step!r}.")
     strategy = resolve_strategy(settings.strategies_dir, strategy_name)
     files = {symbol: candle_file(settings.candles_dir, symbol) for symbol in symbols}
     history = {symbol: _candles(path, symbol) for symbol, path in files.items()}
@@ -106,6 +114,7 @@ def plan(
             data_last_finish=int(candles.timestamp[-1]) + 60_000,
             start=start,
             end=end,
+            step_ms=interval_ms(step),
         )
         jobs.append(
             BacktestJob(
