@@ -93,3 +93,30 @@ def test_second_owner_is_refused(tmp_path):
 def test_names_that_could_escape_the_folder_are_refused():
     with pytest.raises(ValueError, match="cannot be part of a state file name"):
         state_file_name("replay", "strat", "../../etc/passwd")
+
+
+def test_daemons_starting_together_do_not_trip_over_each_others_write_probe(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from btkit.store.atomic import check_writable\n"
+        "while time.time() < float(sys.argv[2]):\n"
+        "    pass\n"
+        "for _ in range(200):\n"
+        "    check_writable(Path(sys.argv[1]))\n"
+    )
+    go = str(time.time() + 0.5)
+    probes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path), go], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    for process in probes:
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err
+    assert list(tmp_path.iterdir()) == []

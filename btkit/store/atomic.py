@@ -59,14 +59,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def check_writable(folder: Path) -> None:
-    """Fail early, with the reason, if `folder` cannot take a small durable write."""
+    """Fail early, with the reason, if `folder` cannot take a small durable write.
+
+    The probe is a unique temp file, so daemons starting together never remove
+    each other's probes.
+    """
     ensure_private_dir(folder)
-    probe = folder / ".btkit-write-check"
-    atomic_write_bytes(probe, b"ok\n")
     try:
-        probe.unlink()
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".btkit-write-check-")
+        try:
+            os.write(fd, b"ok\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(name)
     except OSError as exc:
-        raise StorageError(f"Cannot write to {folder}: {exc.strerror}.") from exc
+        raise StorageError(
+            f"Cannot write to {folder}: {exc.strerror or exc}. Free disk space or fix the "
+            "folder's permissions (or point --data-dir / --logs-dir elsewhere), then restart."
+        ) from exc
 
 
 def remove_stale_temp_files(folder: Path, target_name: str) -> list[Path]:
