@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from btkit.domain import MINUTE_MS, Candle
+from btkit.domain import Candle
 
 VWAP_MINUTES = 5
-
-
-def vwap_window(when: int) -> tuple[int, int]:
-    """Open times [first, last] of the 1m candles that make the price at `when`."""
-    return when - VWAP_MINUTES * MINUTE_MS, when - MINUTE_MS
 
 
 def vwap(candles: Sequence[Candle]) -> float | None:

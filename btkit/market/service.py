@@ -13,7 +13,7 @@ from typing import Protocol
 
 from btkit.domain import MINUTE_MS, Candle
 from btkit.engine.intervals import floor_to, interval_ms
-from btkit.engine.pricing import VWAP_MINUTES, vwap, vwap_window
+from btkit.engine.pricing import VWAP_MINUTES, vwap
 from btkit.exchanges.base import Exchange
 
 log = logging.getLogger(__name__)
@@ -122,19 +122,19 @@ class ExchangeMarket:
             missing = (end - known.end) // MINUTE_MS
             fetched = await self._exchange.fetch_candles(symbol, "1m", known.end, missing)
             gaps = known.add([c for c in fetched if c.timestamp < end], known.end)
-            for before, missing in gaps if self._report_gaps else ():
+            for before, absent in gaps if self._report_gaps else ():
                 log.info(
                     "%s %s: %d candle(s) missing after %d (no trades, or the exchange "
                     "lost them); not filled in",
                     self._exchange.name,
                     symbol,
-                    missing,
+                    absent,
                     before,
                 )
             known.trim(end - max(self._keep_minutes, limit) * MINUTE_MS)
         return known.between(since, end)[-limit:]
 
     async def average_price(self, symbol: str, when: int) -> float | None:
-        first, last = vwap_window(floor_to(when, MINUTE_MS))
-        window = await self.candles(symbol, "1m", VWAP_MINUTES, last + MINUTE_MS)
-        return vwap([c for c in window if first <= c.timestamp <= last])
+        # The five minutes finished at `when`: exactly the 1m candles opening in
+        # [when - 5m, when - 1m], the window SPEC §3 prices by.
+        return vwap(await self.candles(symbol, "1m", VWAP_MINUTES, when))

@@ -53,10 +53,7 @@ class RunOptions:
 class LiveSetup:
     session: LiveSession
     strategy: StrategyDef
-    exchange: Exchange
     symbols: list[str]
-    stores: list[JsonSignalStore]
-    ledger: SqliteLedger
     replay_start_ms: int | None = None
     exchange_label: str = ""
 
@@ -69,7 +66,6 @@ async def open_live(
     exchange_name: str,
     *,
     options: RunOptions = RunOptions(),
-    clock: Clock | None = None,
     on_cycle: Callable[[LiveSession], None] | None = None,
 ) -> AsyncIterator[LiveSetup]:
     """Load the strategy, open the exchange, lock and restore state; release all on exit.
@@ -85,8 +81,7 @@ async def open_live(
         check_writable(folder)  # a read-only or full disk is found before any trading
     ensure_file_descriptors(len(symbols))
     simulated = is_replay or options.start_ms is not None
-    if clock is None:
-        clock = SimulatedClock(0, speed=options.speed) if simulated else WallClock()
+    clock: Clock = SimulatedClock(0, speed=options.speed) if simulated else WallClock()
     retry_sleep = StopAwareSleep()
     async with AsyncExitStack() as stack:
         exchange = open_exchange(
@@ -138,7 +133,7 @@ async def open_live(
             on_stop=retry_sleep.stop.set,
             on_cycle=on_cycle,
         )
-        yield LiveSetup(session, strategy, exchange, resolved, stores, ledger, start_ms, label)
+        yield LiveSetup(session, strategy, resolved, start_ms, label)
 
 
 def ensure_file_descriptors(symbols: int) -> None:

@@ -43,7 +43,6 @@ class LiveSession:
         *,
         options: LiveOptions = LiveOptions(),
         ends: dict[str, int] | None = None,
-        on_tick: Callable[[SymbolRunner], None] | None = None,
         on_closed: Callable[[ClosedResult], None] | None = None,
         on_stop: Callable[[], None] | None = None,
         on_cycle: Callable[[LiveSession], None] | None = None,
@@ -53,7 +52,6 @@ class LiveSession:
         self.options = options
         self.failed_symbols: list[str] = []
         self._ends = ends or {}
-        self._on_tick = on_tick
         self._on_closed = on_closed
         self._on_stop = on_stop
         self._on_cycle = on_cycle
@@ -185,8 +183,6 @@ class LiveSession:
         except ExchangeError as exc:
             log.warning("%s: tick at %s skipped: %s", runner.symbol, format_time(when), exc)
             return False
-        if self._on_tick is not None:
-            self._on_tick(runner)
         if isinstance(result, OpenedResult | ClosedResult):
             await self._queue.put(result)
         if isinstance(result, ClosedResult) and self._on_closed is not None:

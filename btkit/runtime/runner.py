@@ -199,7 +199,6 @@ class SymbolRunner:
         with tick_context(
             ExecutionContext(self.symbol, when, self.backtest), self._method, self.market
         ):
-            self.last_tick = when
             return await self._close(self.signal, when, price, reason)
 
     async def _close(
