@@ -198,25 +198,22 @@ class BacktestUtils:
         return await _start(handle, consume(), f"btkit-backtest-{symbol}", self._tasks)
 
     def get_report(self, strategy: str) -> str:
-        from btkit.report.markdown import ReportInput, render
-        from btkit.report.statistics import Trade
+        from btkit.report.builder import results_report
 
-        return render(
-            ReportInput(
-                title=f"Backtest report: {strategy}",
-                trades=[Trade.from_closed(c) for c in self._closed.get(strategy, [])],
-                still_open=self._still_open.get(strategy, []),
-                context={"Mode": "backtest"},
-            )
+        return results_report(
+            f"Backtest report: {strategy}",
+            self._closed.get(strategy, []),
+            self._still_open.get(strategy, []),
+            {"Mode": "backtest"},
         )
 
     def dump(
         self, strategy: str, path: Path | None = None, settings: Settings | None = None
     ) -> Path:
-        from btkit.runtime.backtest_command import write_report
+        from btkit.store.atomic import write_private
 
         target = path or (settings or Settings()).logs_dir / "backtest" / f"{strategy}.md"
-        return write_report(target, self.get_report(strategy))
+        return write_private(target, self.get_report(strategy).encode())
 
 
 def _read_ledger(settings: Settings, strategy: str, mode: Mode) -> tuple[LedgerContents, Query]:

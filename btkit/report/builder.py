@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from btkit.domain import ClosedResult, OpenSignal
 from btkit.report.markdown import ReportInput, render
 from btkit.report.picture import INSTALL_HINT, draw_equity_curve
-from btkit.report.statistics import breakdown, summarize
-from btkit.store.atomic import atomic_write_bytes, ensure_private_dir
+from btkit.report.statistics import Trade, breakdown, summarize
+from btkit.store.atomic import write_private
 from btkit.store.ledger import LedgerContents, Query, SqliteLedger
 from btkit.timefmt import format_time
 
@@ -53,14 +55,23 @@ def markdown_report(contents: LedgerContents, query: Query, *, picture: Path | N
 
 def write_markdown_report(contents: LedgerContents, query: Query, path: Path) -> Path:
     """Write the Markdown and, where possible, the PNG beside it (same name)."""
-    ensure_private_dir(path.parent)
     picture = draw_equity_curve(
         contents.trades,
         f"{query.strategy} ({query.mode}): cumulative PnL %",
         path.with_suffix(".png"),
     )
-    atomic_write_bytes(path, markdown_report(contents, query, picture=picture).encode())
-    return path
+    return write_private(path, markdown_report(contents, query, picture=picture).encode())
+
+
+def results_report(
+    title: str,
+    closed: Sequence[ClosedResult],
+    still_open: Sequence[OpenSignal],
+    context: dict[str, str],
+) -> str:
+    """The Markdown report of results held in memory (a backtest before or without the ledger)."""
+    trades = [Trade.from_closed(c) for c in closed]
+    return render(ReportInput(title, trades, still_open, context))
 
 
 def json_report(contents: LedgerContents, query: Query) -> dict[str, Any]:

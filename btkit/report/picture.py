@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from btkit.report.statistics import Trade
-from btkit.store.atomic import atomic_write_bytes, ensure_private_dir
+from btkit.store.atomic import write_private
 
 INSTALL_HINT = "install the plot extra (`pip install 'btkit[plot]'`) for the equity curve picture"
 
@@ -53,8 +53,7 @@ def draw_equity_curve(trades: Sequence[Trade], title: str, path: Path) -> Path |
         figure.tight_layout()
         image = io.BytesIO()
         figure.savefig(image, format="png")
-        ensure_private_dir(path.parent)
-        atomic_write_bytes(path, image.getvalue())
+        write_private(path, image.getvalue())
     finally:
         pyplot.close(figure)
     return path

@@ -21,35 +21,19 @@ from rich.table import Table
 
 from btkit.clock import WallClock
 from btkit.domain import MINUTE_MS, result_to_dict
-from btkit.report.markdown import ReportInput, render
+from btkit.report.builder import results_report
 from btkit.report.statistics import Trade, summarize
 from btkit.runtime.backtest_jobs import SymbolOutcome, plan, run_all
 from btkit.settings import Settings
-from btkit.store.atomic import atomic_write_bytes, ensure_private_dir
+from btkit.store.atomic import write_private
 from btkit.store.ledger import SqliteLedger
 from btkit.timefmt import format_time
 
 
-def write_report(path: Path, text: str) -> Path:
-    ensure_private_dir(path.parent)
-    atomic_write_bytes(path, text.encode())
-    return path
-
-
-def backtest_report(strategy: str, outcomes: Sequence[SymbolOutcome], exchange: str) -> str:
-    trades = [Trade.from_closed(c) for o in outcomes for c in o.closed]
-    still_open = [o.still_open for o in outcomes if o.still_open is not None]
-    frames = ", ".join(
+def frames_text(outcomes: Sequence[SymbolOutcome]) -> str:
+    return ", ".join(
         f"{o.job.symbol} {format_time(o.job.frame.start)} to {format_time(o.job.frame.end)}"
         for o in outcomes
-    )
-    return render(
-        ReportInput(
-            title=f"Backtest report: {strategy}",
-            trades=trades,
-            still_open=still_open,
-            context={"Mode": "backtest", "Exchange": exchange, "Frames": frames},
-        )
     )
 
 
@@ -128,9 +112,14 @@ def run_backtest_command(
     # SQLite releases the GIL while it writes: record the run while the report renders.
     with ThreadPoolExecutor(max_workers=1) as pool:
         recording = pool.submit(record_in_ledger, settings, strategy.name, exchange, outcomes)
-        path = write_report(
-            out or settings.logs_dir / "backtest" / f"{strategy.name}.md",
-            backtest_report(strategy.name, outcomes, exchange),
+        report = results_report(
+            f"Backtest report: {strategy.name}",
+            [c for o in outcomes for c in o.closed],
+            [o.still_open for o in outcomes if o.still_open is not None],
+            {"Mode": "backtest", "Exchange": exchange, "Frames": frames_text(outcomes)},
+        )
+        path = write_private(
+            out or settings.logs_dir / "backtest" / f"{strategy.name}.md", report.encode()
         )
         run_id = recording.result()
     summary_console.print(

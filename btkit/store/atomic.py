@@ -58,6 +58,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
                 os.unlink(temp_name)
 
 
+def write_private(path: Path, data: bytes) -> Path:
+    """`atomic_write_bytes`, creating the folder (owner-only) when it is missing."""
+    ensure_private_dir(path.parent)
+    atomic_write_bytes(path, data)
+    return path
+
+
 def check_writable(folder: Path) -> None:
     """Fail early, with the reason, if `folder` cannot take a small durable write.
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from btkit.errors import DataError, StorageError
 from btkit.market.arrays import CandleArrays
-from btkit.store.atomic import atomic_write_bytes, ensure_private_dir
+from btkit.store.atomic import write_private
 from btkit.store.candle_csv import read_candle_csv
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,6 @@ def _write_cache(path: Path, arrays: CandleArrays, stamp: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, table, allow_pickle=False)
     try:
-        ensure_private_dir(path.parent)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_private(path, buffer.getvalue())
     except StorageError as exc:
         log.warning("candle cache not written (%s); the CSV will be parsed next time", exc)
