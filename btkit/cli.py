@@ -12,9 +12,14 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+
+if TYPE_CHECKING:  # imported in the commands, so `btkit --help` stays fast
+    from rich.console import Console
+
+    from btkit.settings import Settings
 
 app = typer.Typer(
     help="btkit: run crypto signal strategies live, crash-safe, with the code you backtest.",
@@ -43,7 +48,7 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _settings(**overrides: Any) -> Any:
+def _settings(**overrides: Any) -> Settings:
     import pydantic
 
     from btkit.settings import Settings
@@ -57,7 +62,7 @@ def _settings(**overrides: Any) -> Any:
         _fail(f"invalid settings ({problems}). Check BTKIT_* variables and .env.", 2)
 
 
-def _console() -> Any:
+def _console() -> Console:
     """Rich on stdout; wide when piped, so tables are not squeezed into 80 columns."""
     from rich.console import Console
 
