@@ -23,6 +23,7 @@ from btkit.clock import Clock
 from btkit.domain import Candle
 from btkit.engine.intervals import interval_ms
 from btkit.errors import ConfigError, PermanentExchangeError, TransientExchangeError
+from btkit.exchanges.candle_rows import checked_candles
 from btkit.exchanges.retry import RetryPolicy, with_retries
 
 log = logging.getLogger(__name__)
@@ -217,12 +218,7 @@ class CcxtExchange:
             import ccxt
 
             raise ccxt.BadResponse("the exchange sent a response that is not JSON")
-        return [
-            Candle(
-                int(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5] or 0.0)
-            )
-            for r in rows
-        ]
+        return checked_candles(rows, f"{self.name} {unified} {interval}")
 
     async def close(self) -> None:
         await self._client.close()

@@ -25,6 +25,9 @@ class CandleArrays:
     def __len__(self) -> int:
         return len(self.timestamp)
 
+    def columns(self) -> tuple[Ints, Floats, Floats, Floats, Floats, Floats]:
+        return (self.timestamp, self.open, self.high, self.low, self.close, self.volume)
+
     def index_at(self, timestamp_ms: int) -> int:
         """Index of the first candle opening at or after `timestamp_ms`."""
         return int(np.searchsorted(self.timestamp, timestamp_ms, side="left"))
