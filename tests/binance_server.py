@@ -3,8 +3,8 @@
 `exchangeInfo` and `klines` come from real candle files; the real ccxt client is
 pointed at it with BTKIT_EXCHANGE_URL. Faults are injected on demand for the
 next `klines` requests: 429 / 418 with Retry-After, 500 (code -1000), 503,
-responses slower than the client's timeout, malformed JSON, a full outage, and
-missing candles. Bound to 127.0.0.1 only; it stops with the test.
+responses slower than the client's timeout, malformed JSON, a full outage,
+missing candles, and raw values ("NaN", null) in chosen candles. Bound to 127.0.0.1 only; it stops with the test.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class FaultPlan:
     retry_after: int = 1
     delay_seconds: float = 0.0
     """Added to every klines answer (to catch a download mid-way)."""
+    raw: dict[int, dict[int, object]] = field(default_factory=dict)
+    """Candle time -> {kline column: value sent as is}, e.g. "NaN" or None (null)."""
 
 
 def _market(symbol: str) -> dict[str, object]:
@@ -231,6 +233,8 @@ class BinanceServer:
             ]
             for c in window.slice(first, first + limit).to_candles()
         ]
+        for row in rows:
+            row[1:6] = [self.faults.raw.get(row[0], {}).get(i, row[i]) for i in range(1, 6)]
         return self._send(request, 200, rows)
 
     @staticmethod

@@ -196,3 +196,45 @@ def test_sigterm_during_retries_still_stops_cleanly(project, binance):
         daemon.send_signal(signal.SIGTERM)
         code = daemon.wait(timeout=30)
     assert code == 0
+
+
+def _strict_json(line: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"bare {constant} in --json output: {line}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_nan_and_null_prices_are_dropped_at_the_edge_and_never_reach_the_engine(project, binance):
+    six = 1516428000000  # 2018-01-20T06:00Z, the window's start
+    poisoned = {six + n * 60_000 for n in range(3, 480, 7)}
+    binance.faults.raw = {t: {4: "NaN"} for t in poisoned}  # close: Binance's "NaN" string
+    nulls = {six + n * 60_000 for n in range(5, 480, 11)} - poisoned
+    binance.faults.raw |= {t: {2: None, 3: None} for t in nulls}  # high, low: JSON null
+    csv = project.root / "data" / "candles" / "ETHBTC-1m.csv"
+    shutil.copy(REPO / "data" / "candles" / "ETHBTC-1m.csv", csv)
+    project.clone_data("replay-data")
+    gapped = project.root / "replay-data" / "candles" / "ETHBTC-1m.csv"
+    dropped = poisoned | nulls
+    gapped.write_text(
+        "".join(
+            line
+            for line in csv.read_text().splitlines(keepends=True)
+            if not line[:1].isdigit() or int(line.split(",")[0]) not in dropped
+        )
+    )
+    project.write_strategy("always_long.py", ALWAYS_LONG)
+    args = ("live", "ETHBTC", "-s", "always-long", "--json", *WINDOW)
+    replay = project.run(*args, "-e", "replay", "--data-dir", "replay-data")
+    live = project.run(*args, "-e", "binance", env=exchange_env(binance))
+    assert replay.returncode == 0, replay.stderr
+    assert live.returncode == 0, live.stderr
+    events = [_strict_json(line) for line in live.stdout.splitlines() if line.startswith("{")]
+    assert len(closes(live.stdout)) >= 3
+    assert closes(live.stdout) == closes(replay.stdout)  # as if the bad minutes were gaps
+    assert all(e["current_price"] == e["current_price"] for e in events)  # no NaN anywhere
+    assert f"{six + 3 * 60_000} (a price is not a finite number)" in live.stderr
+    assert live.stderr.count(f"{six + 3 * 60_000} (") == 1  # logged once, not every tick
+    report = project.run("report", "always-long", "--format", "json")
+    assert report.returncode == 0, report.stderr
+    _strict_json(report.stdout)
