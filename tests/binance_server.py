@@ -4,7 +4,8 @@
 pointed at it with BTKIT_EXCHANGE_URL. Faults are injected on demand for the
 next `klines` requests: 429 / 418 with Retry-After, 500 (code -1000), 503,
 responses slower than the client's timeout, malformed JSON, a full outage,
-missing candles, and raw values ("NaN", null) in chosen candles. Bound to 127.0.0.1 only; it stops with the test.
+missing candles, and raw values ("NaN", null) in chosen candles. Bound to
+127.0.0.1 only; it stops with the test.
 """
 
 from __future__ import annotations
@@ -233,9 +234,11 @@ class BinanceServer:
             ]
             for c in window.slice(first, first + limit).to_candles()
         ]
-        for row in rows:
-            row[1:6] = [self.faults.raw.get(row[0], {}).get(i, row[i]) for i in range(1, 6)]
-        return self._send(request, 200, rows)
+        return self._send(request, 200, [self._raw(row) for row in rows])
+
+    def _raw(self, row: list[object]) -> list[object]:
+        raw = self.faults.raw.get(int(str(row[0])), {})
+        return [raw.get(i, value) if 1 <= i <= 5 else value for i, value in enumerate(row)]
 
     @staticmethod
     def _send(
