@@ -200,3 +200,14 @@ def test_the_shipped_files_parse_exactly_as_python_does():
         lines = path.read_text().splitlines()[1:]
         assert candles.timestamp.tolist() == [int(line.split(",")[0]) for line in lines]
         assert candles.close.tolist() == [float(line.split(",")[4]) for line in lines]
+
+
+def test_cells_only_python_reads_still_parse_as_python_reads_them(tmp_path):
+    path = tmp_path / "X-1m.csv"
+    rows = _rows(5)
+    rows[2] = f'{T + 120_000},"2.0",3_0.0, 1.0 ,2.5,1e1\n'  # quoted, underscore, spaces
+    path.write_text(HEADER + "".join(rows))
+    candles = read_candle_csv(path)
+    assert candles.high.tolist() == [3.0, 3.0, 30.0, 3.0, 3.0]
+    assert candles.open.tolist() == [2.0] * 5
+    assert candles.volume.tolist() == [10.0] * 5
