@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import ALWAYS_LONG, json_events
 
 WINDOW = ("--start", "2018-01-20T06:00", "--end", "2018-01-20T14:00")
@@ -74,3 +76,41 @@ def test_a_2_gb_sparse_file_is_refused_at_once(project):
     assert "the file is damaged" in done.stderr
     assert "Traceback" not in done.stderr
     assert json.loads(done.stdout or "{}") == {}
+
+
+def test_candle_files_are_found_by_any_spelling_of_the_symbol(tmp_path):
+    from btkit.errors import DataError
+    from btkit.store.candle_files import find_candle_file
+
+    for name in ("ETH-BTC", "LTCBTC", "XRP_ETH", "ETHBTC:BTC", "ABC-DE", "AB-CDE"):
+        (tmp_path / f"{name}-1m.csv").touch()
+    found = {s: find_candle_file(tmp_path, s).name for s in ("ETH/BTC", "eth-btc", "ETHBTC")}
+    assert set(found.values()) == {"ETH-BTC-1m.csv"}
+    assert find_candle_file(tmp_path, "LTC/BTC").name == "LTCBTC-1m.csv"
+    assert find_candle_file(tmp_path, "xrp/eth").name == "XRP_ETH-1m.csv"
+    assert find_candle_file(tmp_path, "ETH/BTC:BTC").name == "ETHBTC:BTC-1m.csv"
+    assert find_candle_file(tmp_path, "AB-CDE").name == "AB-CDE-1m.csv"  # exact name wins
+    with pytest.raises(DataError, match="ABCDE matches several candle files") as ambiguous:
+        find_candle_file(tmp_path, "ABCDE")
+    assert "AB-CDE-1m.csv, ABC-DE-1m.csv" in str(ambiguous.value)
+    with pytest.raises(DataError, match=r"No candle file for DOGE/BTC .* Available: AB-CDE, "):
+        find_candle_file(tmp_path, "DOGE/BTC")
+
+
+def test_backtest_and_replay_of_eth_btc_find_a_file_named_the_exchange_s_way(project):
+    project.write_strategy("always_long.py", ALWAYS_LONG)
+    candles = project.root / "data" / "candles"
+    (candles / "ETHBTC-1m.csv").rename(candles / "ETH-BTC-1m.csv")  # as OKX names it
+    backtest = project.run("backtest", "ETH/BTC", "-s", "always-long", "--json")
+    assert backtest.returncode == 0, backtest.stderr
+    assert {e["symbol"] for e in json_events(backtest.stdout)} == {"ETH-BTC"}
+    live = project.run("live", "eth/btc", "-s", "always-long", "--json", *WINDOW)
+    assert live.returncode == 0, live.stderr
+    assert {e["symbol"] for e in json_events(live.stdout)} == {"ETH-BTC"}
+    assert (project.signal_dir / "replay-always-long-ETH-BTC.json").exists()
+    (candles / "LTCBTC-1m.csv").rename(candles / "ETHBTC-1m.csv")
+    for args in (("backtest", "ETH/BTC"), ("live", "ETH/BTC", *WINDOW)):
+        ambiguous = project.run(*args, "-s", "always-long")
+        assert ambiguous.returncode == 2, ambiguous.stderr
+        assert "ETH-BTC-1m.csv, ETHBTC-1m.csv" in ambiguous.stderr
+        assert "Traceback" not in ambiguous.stderr

@@ -12,9 +12,10 @@ from pathlib import Path
 from btkit.clock import Clock
 from btkit.domain import MINUTE_MS, Candle
 from btkit.engine.intervals import interval_ms
-from btkit.errors import DataError
+from btkit.errors import ConfigError, DataError
 from btkit.market.arrays import CandleArrays, aggregate
 from btkit.store.candle_cache import load_candles
+from btkit.store.candle_files import find_candle_file
 
 REPLAY = "replay"
 
@@ -34,16 +35,7 @@ class ReplayExchange:
     def series(self, symbol: str) -> CandleArrays:
         """The whole 1m history of `symbol` (loaded once)."""
         if symbol not in self._series:
-            path = candle_file(self.candles_dir, symbol)
-            if not path.exists():
-                available = sorted(
-                    p.name.removesuffix("-1m.csv") for p in self.candles_dir.glob("*-1m.csv")
-                )
-                raise DataError(
-                    f"No candle file {path} for {symbol} on the replay exchange. "
-                    f"Available: {', '.join(available) or 'none'}. Put a "
-                    "timestamp,open,high,low,close,volume CSV of 1m candles there."
-                )
+            path = find_candle_file(self.candles_dir, symbol)
             arrays = load_candles(path)
             if len(arrays) == 0:
                 raise DataError(f"{path} has no candles.")
@@ -51,9 +43,15 @@ class ReplayExchange:
         return self._series[symbol]
 
     async def check_symbols(self, symbols: Sequence[str]) -> list[str]:
+        """Each symbol's file name (`ETH/BTC` -> `ETH-BTC` for `ETH-BTC-1m.csv`)."""
+        resolved = []
         for symbol in symbols:
-            self.series(symbol)
-        return list(symbols)
+            name = find_candle_file(self.candles_dir, symbol).name.removesuffix("-1m.csv")
+            if name in resolved:
+                raise ConfigError(f"Two of the symbols {' '.join(symbols)} name {name}-1m.csv.")
+            self.series(name)
+            resolved.append(name)
+        return resolved
 
     def first_open(self, symbol: str) -> int:
         return int(self.series(symbol).timestamp[0])

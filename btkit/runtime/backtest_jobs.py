@@ -20,7 +20,6 @@ from btkit.domain import ClosedResult, OpenedResult, OpenSignal
 from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
 from btkit.engine.pnl import Costs
 from btkit.errors import ConfigError, DataError
-from btkit.exchanges.replay import candle_file
 from btkit.market.array_market import ArrayMarket
 from btkit.market.arrays import CandleArrays
 from btkit.runtime.backtest import BacktestRun, Progress
@@ -28,6 +27,7 @@ from btkit.runtime.frames import Frame, default_start, frame_for
 from btkit.runtime.runner import SymbolRunner
 from btkit.settings import Settings
 from btkit.store.candle_cache import load_candles
+from btkit.store.candle_files import SUFFIX, find_candle_file
 from btkit.store.signal_state import MemorySignalStore
 from btkit.strategies import StrategyDef, resolve_strategy
 
@@ -61,13 +61,7 @@ class SymbolOutcome:
         return f"SymbolOutcome({self.job.symbol}, {len(self.closed)} closed)"
 
 
-def _candles(path: Path, symbol: str) -> CandleArrays:
-    if not path.exists():
-        available = sorted(p.name.removesuffix("-1m.csv") for p in path.parent.glob("*-1m.csv"))
-        raise DataError(
-            f"No candle file {path} for {symbol}. Available: {', '.join(available) or 'none'}. "
-            "Put a timestamp,open,high,low,close,volume CSV of 1m candles there."
-        )
+def _candles(path: Path) -> CandleArrays:
     candles = load_candles(path)
     if len(candles) == 0:
         raise DataError(f"{path} has no candles.")
@@ -100,8 +94,11 @@ def plan(
     if step not in SIGNAL_INTERVALS:
         raise ConfigError(f"--step must be one of {', '.join(SIGNAL_INTERVALS)}, not {step!r}.")
     strategy = resolve_strategy(settings.strategies_dir, strategy_name)
-    files = {symbol: candle_file(settings.candles_dir, symbol) for symbol in symbols}
-    history = {symbol: _candles(path, symbol) for symbol, path in files.items()}
+    paths = [find_candle_file(settings.candles_dir, symbol) for symbol in symbols]
+    files = {path.name.removesuffix(SUFFIX): path for path in paths}  # ETH/BTC -> ETH-BTC
+    if len(files) < len(paths):
+        raise ConfigError(f"Two of the symbols {' '.join(symbols)} name one candle file.")
+    history = {symbol: _candles(path) for symbol, path in files.items()}
     if start is None:
         start = default_start(
             (int(c.timestamp[0]) for c in history.values()), strategy.warmup_minutes
@@ -134,7 +131,7 @@ def prepare(
     job: BacktestJob, strategy: StrategyDef, candles: CandleArrays | None = None
 ) -> BacktestRun:
     if candles is None:
-        candles = _candles(job.candles_file, job.symbol)
+        candles = _candles(job.candles_file)
     market = ArrayMarket(job.symbol, candles)
     runner = SymbolRunner(
         symbol=job.symbol,
