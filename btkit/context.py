@@ -62,8 +62,12 @@ def method_context() -> MethodContext:
     return _method.get()
 
 
-async def get_candles(symbol: str, interval: str, limit: int) -> list[Candle]:
-    """The `limit` most recent candles finished at the tick's time, oldest first."""
+async def get_candles(symbol: str, interval: str, limit: int) -> tuple[Candle, ...]:
+    """The `limit` most recent candles finished at the tick's time, oldest first.
+
+    A tuple of frozen candles, live and in backtests alike: markets hand out what
+    they cache, so a strategy must not be able to change what later calls see.
+    """
     when = execution_context().when
     return await _market.get().candles(symbol, interval, limit, when)
 

@@ -74,16 +74,18 @@ class ArrayMarket:
         times = self.first_tick + np.arange(start, stop, dtype=np.int64) * MINUTE_MS
         return times, self.prices[start:stop]
 
-    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> list[Candle]:
+    async def candles(
+        self, symbol: str, interval: str, limit: int, when: int
+    ) -> tuple[Candle, ...]:
         self._check(symbol)
         if limit <= 0:
-            return []
+            return ()
         step = interval_ms(interval)
         end = floor_to(when, step)
         window = self.history.between(end - limit * step, end)
         if step != MINUTE_MS:
             window = aggregate(window, step)
-        return window.slice(max(len(window) - limit, 0), len(window)).to_candles()
+        return tuple(window.slice(max(len(window) - limit, 0), len(window)).to_candles())
 
     async def average_price(self, symbol: str, when: int) -> float | None:
         self._check(symbol)

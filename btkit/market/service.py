@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class MarketData(Protocol):
-    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> list[Candle]:
-        """The `limit` most recent candles finished at `when`, oldest first."""
+    async def candles(
+        self, symbol: str, interval: str, limit: int, when: int
+    ) -> tuple[Candle, ...]:
+        """The `limit` most recent candles finished at `when`, oldest first (immutable:
+        strategies get it, and a cache may hold it)."""
         ...
 
     async def average_price(self, symbol: str, when: int) -> float | None:
@@ -86,14 +89,16 @@ class ExchangeMarket:
     ) -> None:
         self._exchange = exchange
         self._report_gaps = report_gaps
-        self._cache: OrderedDict[tuple[str, str, int, int], list[Candle]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, int, int], tuple[Candle, ...]] = OrderedDict()
         self._cache_size = cache_size
         self._keep_minutes = keep_minutes
         self._minutes: dict[str, _KnownMinutes] = {}
 
-    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> list[Candle]:
+    async def candles(
+        self, symbol: str, interval: str, limit: int, when: int
+    ) -> tuple[Candle, ...]:
         if limit <= 0:
-            return []
+            return ()
         if interval == "1m":
             return await self._minute_candles(symbol, limit, when)
         step = interval_ms(interval)
@@ -106,13 +111,13 @@ class ExchangeMarket:
             return cached
         fetched = await self._exchange.fetch_candles(symbol, interval, since, limit)
         finished = [c for c in fetched if since <= c.timestamp and c.timestamp + step <= when]
-        result = finished[-limit:]
+        result = tuple(finished[-limit:])
         self._cache[key] = result
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return result
 
-    async def _minute_candles(self, symbol: str, limit: int, when: int) -> list[Candle]:
+    async def _minute_candles(self, symbol: str, limit: int, when: int) -> tuple[Candle, ...]:
         end = floor_to(when, MINUTE_MS)
         since = end - limit * MINUTE_MS
         known = self._minutes.get(symbol)
@@ -132,7 +137,7 @@ class ExchangeMarket:
                     before,
                 )
             known.trim(end - max(self._keep_minutes, limit) * MINUTE_MS)
-        return known.between(since, end)[-limit:]
+        return tuple(known.between(since, end)[-limit:])
 
     async def average_price(self, symbol: str, when: int) -> float | None:
         # The five minutes finished at `when`: exactly the 1m candles opening in
