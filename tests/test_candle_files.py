@@ -50,7 +50,7 @@ def test_a_few_bad_rows_are_dropped_and_named_in_backtest_and_replay(project):
     )
     replay = project.run("live", "ETHBTC", "-s", "always-long", "--json", *WINDOW)
     assert replay.returncode == 0, replay.stderr
-    assert "3 bad row(s) were dropped" in replay.stderr  # the cache remembers them
+    assert "dropped 3 bad candle(s): line 402 (high is below low)" in replay.stderr  # cached
 
 
 def test_a_file_in_seconds_is_refused_with_what_to_do(project):

@@ -21,6 +21,7 @@ from btkit.engine.candle_rules import (
     OUTSIDE_RANGE,
     candle_faults,
     describe_faults,
+    first_faults,
 )
 from btkit.errors import DataError
 from btkit.exchanges.candle_rows import checked_candles
@@ -61,7 +62,7 @@ def test_the_rule_checks_whole_columns_and_describes_the_bad_rows():
     ]
     codes = candle_faults(*(np.array(column) for column in zip(*rows, strict=True)))
     assert codes.tolist() == [GOOD, NOT_POSITIVE] + [HIGH_BELOW_LOW] * 4
-    text = describe_faults(codes, [f"line {n}" for n in range(2, 8)])
+    text = describe_faults(5, first_faults(codes, [f"line {n}" for n in range(2, 8)]))
     assert text == (
         f"5 bad candle(s): line 3 ({FAULTS[NOT_POSITIVE]}), line 4 ({FAULTS[HIGH_BELOW_LOW]}), "
         f"line 5 ({FAULTS[HIGH_BELOW_LOW]}) and 2 more"
@@ -188,10 +189,12 @@ def test_dropped_rows_are_reported_again_when_the_cache_is_used(tmp_path, caplog
     rows = _rows(10)
     rows[4] = f"{T + 240_000},2.0,1.0,3.0,2.0,1.0\n"
     path.write_text(HEADER + "".join(rows))
-    load_candles(path)
     with caplog.at_level(logging.WARNING):
+        load_candles(path)
+        assert cache_path(path).exists()
         assert len(load_candles(path)) == 9
-    assert "1 bad row(s) were dropped" in caplog.text
+    report = f"{path}: dropped 1 bad candle(s): line 6 ({FAULTS[HIGH_BELOW_LOW]})"
+    assert caplog.text.count(report) == 2  # from the CSV, then from the cache
 
 
 def test_the_shipped_files_parse_exactly_as_python_does():

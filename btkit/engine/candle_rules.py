@@ -9,6 +9,7 @@ exchange page and a million-row file share it, checked by NumPy in one pass.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +17,7 @@ import numpy.typing as npt
 from btkit.domain import MINUTE_MS
 
 Codes = npt.NDArray[np.uint8]
+Label = TypeVar("Label")
 
 GOOD = 0
 NOT_MS = 1
@@ -73,12 +75,20 @@ def candle_faults(
     return codes
 
 
-def describe_faults(codes: Codes, labels: Sequence[object], *, examples: int = 3) -> str:
-    """'3 bad candle(s): <label> (<fault>), ... and 1 more' for the rows with a fault."""
-    bad = np.flatnonzero(codes).tolist()
-    shown = ", ".join(f"{labels[i]} ({FAULTS[codes[i]]})" for i in bad[:examples])
-    more = f" and {len(bad) - examples} more" if len(bad) > examples else ""
-    return f"{len(bad)} bad candle(s): {shown}{more}"
+EXAMPLES = 3
+"""Bad candles named in a message; the rest are counted (a log line, not a flood)."""
+
+
+def first_faults(codes: Codes, labels: Sequence[Label]) -> list[tuple[Label, int]]:
+    """(label, fault code) of the first EXAMPLES bad rows."""
+    return [(labels[i], int(codes[i])) for i in np.flatnonzero(codes)[:EXAMPLES].tolist()]
+
+
+def describe_faults(total: int, examples: Sequence[tuple[object, int]]) -> str:
+    """'5 bad candle(s): <label> (<fault>), ... and 2 more'."""
+    shown = ", ".join(f"{label} ({FAULTS[code]})" for label, code in examples)
+    more = f" and {total - len(examples)} more" if total > len(examples) else ""
+    return f"{total} bad candle(s): {shown}{more}"
 
 
 def commonest_fault(codes: Codes) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from btkit.domain import Candle
-from btkit.engine.candle_rules import candle_faults, describe_faults
+from btkit.engine.candle_rules import candle_faults, describe_faults, first_faults
 
 log = logging.getLogger(__name__)
 
@@ -75,5 +75,5 @@ def _report(codes: Any, stamps: list[int], source: str) -> None:
     log.warning(
         "%s: dropped %s; they never reach the strategy or the signal checks",
         source,
-        describe_faults(np.where(fresh, codes, 0).astype(np.uint8), stamps),
+        describe_faults(int(fresh.sum()), first_faults(np.where(fresh, codes, 0), stamps)),
     )

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from btkit.engine.candle_rules import candle_faults
+from btkit.engine.candle_rules import EXAMPLES, candle_faults
 from btkit.errors import DataError, StorageError
 from btkit.market.arrays import CandleArrays
 from btkit.store.atomic import write_private
-from btkit.store.candle_csv import parse_candle_csv
+from btkit.store.candle_csv import CandleFile, parse_candle_csv
 
 log = logging.getLogger(__name__)
 
@@ -33,44 +33,47 @@ def load_candles(csv_path: Path) -> CandleArrays:
     except OSError as exc:
         raise DataError(f"Cannot read candle file {csv_path}: {exc.strerror}.") from exc
     stamp = np.array([stat.st_size, stat.st_mtime_ns], dtype=np.float64)
-    cached = _read_cache(cache_path(csv_path), stamp)
-    if cached is not None:
-        arrays, dropped = cached
-        if dropped:
-            log.warning(
-                "%s: %d bad row(s) were dropped when it was read (listed then); the other "
-                "rows are used. Fix the file, or download it again, to silence this.",
-                csv_path,
-                dropped,
-            )
-        return arrays
-    parsed = parse_candle_csv(csv_path)
+    parsed = _read_cache(csv_path, stamp)
+    if parsed is None:
+        parsed = parse_candle_csv(csv_path)
+        _write_cache(cache_path(csv_path), parsed, stamp)
     if parsed.dropped:
         log.warning("%s", parsed.report)
-    _write_cache(cache_path(csv_path), parsed.candles, stamp, parsed.dropped)
     return parsed.candles
 
 
-def _read_cache(path: Path, stamp: np.ndarray) -> tuple[CandleArrays, int] | None:
+def _read_cache(csv_path: Path, stamp: np.ndarray) -> CandleFile | None:
     try:
-        table = np.load(path, allow_pickle=False)
+        table = np.load(cache_path(csv_path), allow_pickle=False)
     except (OSError, ValueError):
         return None
-    if table.ndim != 2 or table.shape[0] != 7 or not np.array_equal(table[6, :2], stamp):
+    if table.ndim != 2 or table.shape != (7, max(table.shape[1], _NOTES + 2 * EXAMPLES)):
+        return None
+    if not np.array_equal(table[6, :2], stamp):
         return None
     arrays = CandleArrays(table[0].astype(np.int64), *(table[i] for i in range(1, 6)))
     if candle_faults(*arrays.columns()).any() or (np.diff(arrays.timestamp) <= 0).any():
         return None  # damaged, or written before the candle rule: parse the CSV again
-    return arrays, int(table[6, 2])
+    pairs = table[6, _NOTES : _NOTES + 2 * EXAMPLES].astype(np.int64).reshape(-1, 2).tolist()
+    examples = tuple((line, code) for line, code in pairs if line)
+    return CandleFile(csv_path, arrays, int(table[6, 2]), examples)
 
 
-def _write_cache(path: Path, arrays: CandleArrays, stamp: np.ndarray, dropped: int) -> None:
-    table = np.zeros((7, max(len(arrays), 3)), dtype=np.float64)
+_NOTES = 3
+"""Row 6: CSV size, mtime, rows dropped, then (line, fault) of the first dropped rows."""
+
+
+def _write_cache(path: Path, parsed: CandleFile, stamp: np.ndarray) -> None:
+    arrays = parsed.candles
+    width = _NOTES + 2 * EXAMPLES
+    table = np.zeros((7, max(len(arrays), width)), dtype=np.float64)
     for row, column in enumerate(arrays.columns()):
         table[row, : len(arrays)] = column
     table[6, :2] = stamp
-    table[6, 2] = dropped
-    if len(arrays) < 3:
+    table[6, 2] = parsed.dropped
+    notes = [number for example in parsed.examples for number in example]
+    table[6, _NOTES : _NOTES + len(notes)] = notes
+    if len(arrays) < width:
         return  # too small to be worth caching, and the padding would corrupt it
     buffer = io.BytesIO()
     np.save(buffer, table, allow_pickle=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -30,6 +30,7 @@ from btkit.engine.candle_rules import (
     candle_faults,
     commonest_fault,
     describe_faults,
+    first_faults,
 )
 from btkit.errors import DataError
 from btkit.market.arrays import CandleArrays, Floats, Ints
@@ -47,11 +48,17 @@ MAX_LINE_BYTES = 1 << 16
 
 @dataclass(frozen=True, slots=True)
 class CandleFile:
+    path: Path
     candles: CandleArrays
     dropped: int
     """Rows that parsed but broke the candle rule, left out of `candles`."""
-    report: str
-    """Which rows were dropped and why (empty when none)."""
+    examples: tuple[tuple[int, int], ...]
+    """(line, fault code) of the first dropped rows."""
+
+    @property
+    def report(self) -> str:
+        """Which rows were dropped and why."""
+        return drop_report(self.path, self.dropped, self.examples)
 
 
 def read_candle_csv(path: Path) -> CandleArrays:
@@ -189,16 +196,19 @@ def _checked(path: Path, timestamp: Ints, table: Floats, line_no: Ints) -> Candl
             f"{path}:{line}: timestamp {int(timestamp[unsorted[0] + 1])} is not after the "
             "previous row's; rows must be sorted by time with no duplicates."
         )
-    report = ""
-    if bad:
-        labels = [f"line {n}" for n in line_no.tolist()]
-        report = f"{path}: dropped {describe_faults(codes, labels)}; the other rows are used"
+    examples = first_faults(codes, line_no.tolist()) if bad else []
     columns = table.T.copy()
     return CandleFile(
+        path,
         CandleArrays(timestamp, columns[0], columns[1], columns[2], columns[3], columns[4]),
         bad,
-        report,
+        tuple(examples),
     )
+
+
+def drop_report(path: Path, dropped: int, examples: Sequence[tuple[int, int]]) -> str:
+    named = [(f"line {line}", code) for line, code in examples]
+    return f"{path}: dropped {describe_faults(dropped, named)}; the other rows are used"
 
 
 def _refusal(path: Path, codes: Codes, timestamp: Ints, line_no: Ints) -> str:
