@@ -75,6 +75,9 @@ def test_exchange_rows_with_nan_and_null_are_dropped_and_logged_once(caplog):
         [T + 60_000, float("nan"), 3.0, 1.0, 2.5, 10.0],  # ccxt's form of "NaN"
         [T + 120_000, 2.0, None, 1.0, 2.5, 10.0],  # JSON null
         [T + 180_000, 2.0, 3.0, 1.0, 2.5, None],  # no volume: no trades, kept
+        [None, 2.0, 3.0, 1.0, 2.5, 1.0],
+        [10**30, 2.0, 3.0, 1.0, 2.5, 1.0],
+        ["soon", 2.0, 3.0, 1.0, 2.5, 1.0],
     ]
     with caplog.at_level(logging.WARNING):
         candles = checked_candles(rows, "test-nan ETH/BTC 1m")

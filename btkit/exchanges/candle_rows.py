@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from btkit.domain import Candle
-from btkit.engine.candle_rules import candle_faults, describe_faults, first_faults
+from btkit.engine.candle_rules import Codes, candle_faults, describe_faults, first_faults
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,10 @@ def _number(value: Any) -> float:
 
 def _timestamp(value: Any) -> int:
     try:
-        return int(value)
+        stamp = int(value)
     except (TypeError, ValueError, OverflowError):
         return -1  # breaks the milliseconds rule, so it is dropped and named
+    return stamp if 0 <= stamp < 2**62 else -1
 
 
 def checked_candles(rows: Sequence[Sequence[Any]], source: str) -> list[Candle]:
@@ -62,7 +63,7 @@ def checked_candles(rows: Sequence[Sequence[Any]], source: str) -> list[Candle]:
     return candles
 
 
-def _report(codes: Any, stamps: list[int], source: str) -> None:
+def _report(codes: Codes, stamps: list[int], source: str) -> None:
     fresh = np.array(
         [code != 0 and (source, t) not in _reported for code, t in zip(codes, stamps, strict=True)]
     )
