@@ -225,7 +225,7 @@ class CcxtExchange:
         """Load markets, resolve each symbol to its name, and check credentials if given.
 
         The name is the market id (`BTCUSDT`, OKX `BTC-USDT`); a derivative that
-        shares its id with a spot market gets its own (`ETHBTC:BTC`), so candle and
+        shares its id with a spot market gets its own (`ETHBTC.P`), so candle and
         state files never mix the two.
         """
         markets: dict[str, Any] = await self._call("load_markets", self._client.load_markets)

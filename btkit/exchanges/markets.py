@@ -4,9 +4,10 @@ A market's name is what btkit files it under (candle file, state file, ledger):
 its exchange id (`BTCUSDT`, OKX `BTC-USDT`) when that id is its alone. Exchanges
 such as Bybit and Binance give a spot market and a derivative the same id
 (`ETHBTC` is the spot ETH/BTC and the perpetual ETH/BTC:BTC); the spot market
-keeps the id and the derivative is named from ccxt's unified symbol without the
-slash (`ETHBTC:BTC`), so the two never share a file. Pure: works on the dict
-ccxt's `load_markets` returns.
+keeps the id and a perpetual gets `.P` after it, as TradingView writes it
+(`ETHBTC.P`); other derivatives are named from ccxt's unified symbol
+(`ETHBTC.BTC-251226`). So the two never share a file, and no name holds a `/`
+or `:`. Pure: works on the dict ccxt's `load_markets` returns.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def _squash(text: str) -> str:
     return re.sub(r"[^0-9A-Z]", "", text.upper())
 
 
+def _derived_name(market_id: str, unified: str, market: Mapping[str, Any]) -> str:
+    if market.get("type") == "swap":
+        return f"{market_id}.P"
+    return unified.replace("/", "").replace(":", ".")
+
+
 def market_names(markets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """Unified symbol -> name, unique per market."""
     by_id: dict[str, list[str]] = {}
@@ -43,16 +50,16 @@ def market_names(markets: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         names[first] = market_id
         taken.add(market_id)
         for unified in others:
-            name = unified.replace("/", "")
-            if name in taken or name in by_id:
-                name = unified.replace("/", "-")
+            name = _derived_name(market_id, unified, markets[unified])
+            while name in taken or name in by_id:
+                name += "_"
             names[unified] = name
             taken.add(name)
     return names
 
 
 class MarketIndex:
-    """Resolves `BTCUSDT`, `BTC/USDT`, `btcusdt`, `ETHBTC:BTC` to one market's name."""
+    """Resolves `BTCUSDT`, `BTC/USDT`, `btcusdt`, `BTCUSDT.P` to one market's name."""
 
     def __init__(self, exchange_id: str, markets: Mapping[str, Mapping[str, Any]]) -> None:
         self.exchange_id = exchange_id
