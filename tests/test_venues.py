@@ -116,7 +116,7 @@ def test_bybit_system_error_10016_is_retried_and_spot_and_perpetual_stay_apart(p
 def test_bybit_spot_and_perpetual_sharing_an_id_have_their_own_state(project, bybit):
     project.write_strategy("always_long.py", ALWAYS_LONG)
     env = exchange_env(bybit)
-    args = ("live", "ethbtc", "ETH/BTC:BTC", "-s", "always-long", "-e", "bybit", "--json")
+    args = ("live", "ETHBTC", "ETH/BTC:BTC", "-s", "always-long", "-e", "bybit", "--json")
     live = project.run(*args, *WINDOW, env=env)
     assert live.returncode == 0, live.stderr
     events = json_events(live.stdout)
