@@ -75,7 +75,15 @@ def test_okx_errors_sent_with_http_200_and_empty_bodies_are_retried(project, okx
     project.write_strategy("always_long.py", ALWAYS_LONG)
     okx.inject("busy", "ok", "empty-body", "busy")
     live = project.run(
-        "live", "ETH-BTC", "-s", "always-long", "-e", "okx", "--json", *WINDOW, env=exchange_env(okx)
+        "live",
+        "ETH-BTC",
+        "-s",
+        "always-long",
+        "-e",
+        "okx",
+        "--json",
+        *WINDOW,
+        env=exchange_env(okx),
     )
     assert live.returncode == 0, live.stderr
     assert "ExchangeNotAvailable" in live.stderr
@@ -120,9 +128,7 @@ def test_bybit_spot_and_perpetual_sharing_an_id_have_their_own_state(project, by
     live = project.run(*args, *WINDOW, env=env)
     assert live.returncode == 0, live.stderr
     events = json_events(live.stdout)
-    prices = {
-        e["symbol"]: e["signal"]["price_open"] for e in events if e["action"] == "opened"
-    }
+    prices = {e["symbol"]: e["signal"]["price_open"] for e in events if e["action"] == "opened"}
     assert set(prices) == {"ETHBTC", "ETHBTC.P"}
     assert prices["ETHBTC.P"] == pytest.approx(prices["ETHBTC"] * 1.01)
     assert (project.signal_dir / "bybit-sim-always-long-ETHBTC.json").exists()

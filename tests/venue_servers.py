@@ -149,7 +149,11 @@ class OkxServer(StandInServer):
 
     def fault_answer(self, fault: str) -> Answer:
         if fault == "busy":  # ccxt maps 50013 to ExchangeNotAvailable
-            return 200, {"code": "50013", "msg": "System is busy, please try again later", "data": []}
+            return 200, {
+                "code": "50013",
+                "msg": "System is busy, please try again later",
+                "data": [],
+            }
         if fault == "empty-body":
             return 200, ""
         raise ValueError(fault)
