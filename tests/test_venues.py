@@ -133,3 +133,19 @@ def test_bybit_spot_and_perpetual_sharing_an_id_have_their_own_state(project, by
     assert prices["ETHBTC.P"] == pytest.approx(prices["ETHBTC"] * 1.01)
     assert (project.signal_dir / "bybit-sim-always-long-ETHBTC.json").exists()
     assert (project.signal_dir / "bybit-sim-always-long-ETHBTC.P.json").exists()
+
+
+def test_two_spellings_of_one_market_are_refused(project, bybit):
+    done = project.run(
+        "live",
+        "ETHBTC",
+        "eth/btc",
+        "-s",
+        "my-strategy",
+        "-e",
+        "bybit",
+        *WINDOW,
+        env=exchange_env(bybit),
+    )
+    assert done.returncode == 2
+    assert "ETHBTC and eth/btc are the same market (ETHBTC)" in done.stderr

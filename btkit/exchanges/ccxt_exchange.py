@@ -231,6 +231,9 @@ class CcxtExchange:
         markets: dict[str, Any] = await self._call("load_markets", self._client.load_markets)
         self._markets = MarketIndex(self.name, markets)
         resolved = [self._markets.resolve(symbol) for symbol in symbols]
+        for name in {n for n in resolved if resolved.count(n) > 1}:
+            spellings = [s for s, n in zip(symbols, resolved, strict=True) if n == name]
+            raise ConfigError(f"{' and '.join(spellings)} are the same market ({name}).")
         if self._options.credentials is not None:
             await self._call("credential check", self._client.fetch_balance)
         return resolved
