@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -111,6 +112,15 @@ def _transient_generic(exchange_id: str, exc: BaseException) -> bool:
     return isinstance(exc.__cause__, aiohttp.ClientError) or is_transient(exchange_id, str(exc))
 
 
+def _is_json(body: Any) -> bool:
+    """ccxt parses only objects and arrays; a bare JSON number or string is still JSON."""
+    try:
+        json.loads(body)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _json_only(client_class: Any) -> Any:
     """The ccxt class, refusing a successful answer whose body is not JSON.
 
@@ -132,7 +142,7 @@ def _json_only(client_class: Any) -> Any:
             request_headers: Any,
             request_body: Any,
         ) -> Any:
-            if 200 <= int(code or 0) < 300 and response is None:
+            if 200 <= int(code or 0) < 300 and response is None and not _is_json(body):
                 import ccxt
 
                 raise ccxt.BadResponse(
