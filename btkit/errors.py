@@ -8,7 +8,7 @@
     ├── ExchangeError          the exchange did not answer usefully
     │   ├── TransientExchangeError  retry with backoff, then skip the tick
     │   ├── PermanentExchangeError  unknown symbol, bad credentials: exit 2
-    │   └── ExchangeOutageError     no data for longer than the outage budget: exit 1
+    │   └── ExchangeOutageError     requests failed longer than the outage budget: exit 1
     ├── StorageError           state could not be written (disk full, read-only): exit 1
     └── StrategyError          user code raised: logged, the tick counts as "no signal"
 

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = Field(300.0, gt=0, description="Heartbeat log interval")
     outage_budget_minutes: float = Field(
-        15.0, gt=0, description="Exit non-zero after this long without candles"
+        15.0, gt=0, description="Exit non-zero after exchange requests failed this long"
     )
     exchange_url: str | None = Field(
         None, description="Send the exchange's REST calls to this base URL instead"

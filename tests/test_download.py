@@ -99,3 +99,36 @@ def test_a_torn_part_file_is_cut_back_to_its_last_whole_line(tmp_path):
     assert reopened.part.read_text().count("\n") == 2
     assert reopened.commit() == 2
     assert read_candle_csv(target).close.tolist() == [1.5, 1.6]
+
+
+def test_a_range_past_the_exchanges_last_candle_succeeds_and_leaves_no_part(project, binance):
+    target = project.root / "data" / "candles" / "LTCBTC-1m.csv"
+    target.unlink()
+    # the server's history ends at 2018-01-30 04:50; it answers [] after that
+    past_the_end = ("--start", "2018-01-29T20:00", "--end", "2018-02-04T00:00")
+    done = project.run("download", "LTCBTC", "-e", "binance", *past_the_end, env=env_for(binance))
+    assert done.returncode == 0, done.stderr
+    assert not target.with_name("LTCBTC-1m.csv.part").exists()
+    lines = (REPO / "data" / "candles" / "LTCBTC-1m.csv").read_text().splitlines()[1:]
+    wanted = [line for line in lines if int(line.split(",")[0]) >= 1517256000000]
+    assert read_candle_csv(target).timestamp.tolist() == [int(w.split(",")[0]) for w in wanted]
+    assert binance.klines_requests < 20  # the empty tail is found at once, not walked
+
+
+def test_an_exchange_that_fails_for_good_keeps_what_was_fetched_in_the_csv(project, binance):
+    target = project.root / "data" / "candles" / "LTCBTC-1m.csv"
+    target.unlink()
+    binance.inject("ok", "ok", "ok")  # three pages of 100, then every request fails
+    env = {
+        **env_for(binance),
+        "BTKIT_OUTAGE_BUDGET_MINUTES": "0.02",
+        "BTKIT_RETRY_BASE_SECONDS": "0.1",
+    }
+    binance.faults.queue.extend(["503"] * 1000)
+    done = project.run("download", "LTCBTC", "-e", "binance", *RANGE, env=env)
+    assert done.returncode == 1
+    assert "longer than the outage budget" in done.stderr
+    assert not target.with_name("LTCBTC-1m.csv.part").exists()
+    kept = read_candle_csv(target).timestamp.tolist()
+    assert len(kept) >= 100
+    assert kept == [int(row.split(",")[0]) for row in expected_rows()[: len(kept)]]

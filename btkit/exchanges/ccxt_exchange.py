@@ -2,16 +2,22 @@
 
 One client per process, shared by all symbols, with ccxt's rate limiter on.
 ccxt's errors are translated here, once: its transient family
-(`OperationFailed` and below, e.g. a Binance 500 with code -1000) is retried
-with backoff (Retry-After first); bad symbols, bad credentials and refused
+(`OperationFailed` and below, e.g. a Binance 500 with code -1000) and generic
+errors whose code or wording means "try again" (`classify`) are retried with
+backoff (Retry-After first); bad symbols, bad credentials and refused
 permissions are permanent and end the process with status 2.
+
+Pages are as large as the exchange serves (ccxt's `features`: OKX 300,
+Binance 1000) and bounded with `until` where ccxt supports it, so a
+newest-first exchange answers the window asked for; a short or empty page is
+not the end of the data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import difflib
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +30,8 @@ from btkit.domain import Candle
 from btkit.engine.intervals import interval_ms
 from btkit.errors import ConfigError, PermanentExchangeError, TransientExchangeError
 from btkit.exchanges.candle_rows import checked_candles
+from btkit.exchanges.classify import is_transient
+from btkit.exchanges.markets import MarketIndex
 from btkit.exchanges.retry import RetryPolicy, with_retries
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,7 @@ class CcxtOptions:
     rate_limit_ms: int | None = None
     """Least time between requests; None keeps ccxt's value for the exchange."""
     page_limit: int = 1000
+    """Most candles per request; lowered to the exchange's own cap where ccxt knows it."""
     retry: RetryPolicy = RetryPolicy()
     credentials: Credentials | None = None
 
@@ -86,7 +95,66 @@ def translated_errors(exchange_id: str, client: Any) -> Iterator[None]:
     except ccxt.BadResponse as exc:  # garbled or empty body: the next answer may be fine
         raise TransientExchangeError(f"{exchange_id}: malformed response: {exc}") from exc
     except ccxt.BaseError as exc:
+        if _transient_generic(exchange_id, exc):
+            raise TransientExchangeError(
+                f"{exchange_id}: {type(exc).__name__} (temporary): {exc}"
+            ) from exc
         raise PermanentExchangeError(f"{exchange_id}: {type(exc).__name__}: {exc}") from exc
+
+
+def _transient_generic(exchange_id: str, exc: BaseException) -> bool:
+    """A plain ExchangeError that means "try again": a known code, its wording, or a
+    connection that broke mid-answer (ccxt wraps aiohttp's ClientError so)."""
+    import aiohttp
+    import ccxt
+
+    if type(exc) is not ccxt.ExchangeError:
+        return False
+    return isinstance(exc.__cause__, aiohttp.ClientError) or is_transient(exchange_id, str(exc))
+
+
+def _is_json(body: Any) -> bool:
+    """ccxt parses only objects and arrays; a bare JSON number or string is still JSON."""
+    try:
+        json.loads(body)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _json_only(client_class: Any) -> Any:
+    """The ccxt class, refusing a successful answer whose body is not JSON.
+
+    ccxt hands such a body back as a string (and a valid `[]` as a list), so the
+    check sits where ccxt sees both the body and its parse, whatever
+    `enableLastJsonResponse` says and however many requests run at once.
+    """
+
+    class JsonOnly(client_class):  # type: ignore[misc]
+        def handle_errors(
+            self,
+            code: int,
+            reason: str,
+            url: str,
+            method: str,
+            headers: Any,
+            body: Any,
+            response: Any,
+            request_headers: Any,
+            request_body: Any,
+        ) -> Any:
+            if 200 <= int(code or 0) < 300 and response is None and not _is_json(body):
+                import ccxt
+
+                raise ccxt.BadResponse(
+                    f"{self.id} sent a response that is not JSON: {str(body)[:80]!r}"
+                )
+            return super().handle_errors(
+                code, reason, url, method, headers, body, response, request_headers, request_body
+            )
+
+    JsonOnly.__name__ = client_class.__name__
+    return JsonOnly
 
 
 def known_exchange_ids() -> list[str]:
@@ -118,12 +186,15 @@ class CcxtExchange:
             config["secret"] = options.credentials.secret
             if options.credentials.password:
                 config["password"] = options.credentials.password
-        self._client: Any = getattr(ccxt_async, exchange_id)(config)
+        self._client: Any = _json_only(getattr(ccxt_async, exchange_id))(config)
         if options.sandbox:
             self._enable_sandbox()
         if options.base_url:
             self._redirect(options.base_url)
-        self._unified: dict[str, str] = {}
+        self._markets = MarketIndex(exchange_id, {})
+        fetch_doc = self._client.fetch_ohlcv.__doc__ or ""
+        self._bounded_pages = "params.until" in fetch_doc
+        """ccxt documents `until` for fetch_ohlcv where it sends it to the exchange."""
 
     def _enable_sandbox(self) -> None:
         import ccxt
@@ -162,62 +233,80 @@ class CcxtExchange:
         )
 
     async def check_symbols(self, symbols: Sequence[str]) -> list[str]:
-        """Load markets, resolve `BTCUSDT` or `BTC/USDT`, and check credentials if given."""
+        """Load markets, resolve each symbol to its name, and check credentials if given.
+
+        The name is the market id (`BTCUSDT`, OKX `BTC-USDT`); a derivative that
+        shares its id with a spot market gets its own (`ETHBTC.P`), so candle and
+        state files never mix the two.
+        """
         markets: dict[str, Any] = await self._call("load_markets", self._client.load_markets)
-        resolved = [self._resolve(symbol, markets) for symbol in symbols]
+        self._markets = MarketIndex(self.name, markets)
+        resolved = [self._markets.resolve(symbol) for symbol in symbols]
+        for name in {n for n in resolved if resolved.count(n) > 1}:
+            spellings = [s for s, n in zip(symbols, resolved, strict=True) if n == name]
+            raise ConfigError(f"{' and '.join(spellings)} are the same market ({name}).")
         if self._options.credentials is not None:
             await self._call("credential check", self._client.fetch_balance)
         return resolved
 
-    def _resolve(self, symbol: str, markets: dict[str, Any]) -> str:
-        if symbol in markets:
-            market_id = str(markets[symbol]["id"])
-            self._unified[market_id] = symbol
-            return market_id
-        matches = [unified for unified, m in markets.items() if m.get("id") == symbol]
-        if matches:
-            spot = [u for u in matches if markets[u].get("spot")] or matches
-            self._unified[symbol] = spot[0]
-            return symbol
-        names = sorted({*markets, *(str(m.get("id")) for m in markets.values())})
-        close = difflib.get_close_matches(symbol.upper(), names, n=5, cutoff=0.6)
-        raise PermanentExchangeError(
-            f"{self.name} has no market {symbol!r}. Close matches: {', '.join(close) or 'none'}. "
-            "Give the market id (BTCUSDT) or the unified symbol (BTC/USDT)."
-        )
-
     async def fetch_candles(
         self, symbol: str, interval: str, since_ms: int, limit: int
     ) -> list[Candle]:
-        """Candles from `since_ms`, paginated; the still-forming candle is dropped."""
-        unified = self._unified.get(symbol, symbol)
+        """Candles from `since_ms`, paginated; the still-forming candle is dropped.
+
+        A page is a window of `want` periods from the cursor. An empty one ends the
+        search when it reaches the forming candle or the exchange has nothing newer;
+        otherwise it was a gap in trading and the next window follows.
+        """
+        unified = self._markets.unified(symbol)
         step = interval_ms(interval)
         forming = self._clock.now_ms() // step * step
+        cap = self._page_cap(unified)
         candles: list[Candle] = []
         cursor = since_ms
+        newest: int | None = None
         while len(candles) < limit and cursor < forming:
-            want = min(limit - len(candles), self._options.page_limit)
+            want = min(limit - len(candles), cap)
             page = await self._call(
                 f"fetch_ohlcv {symbol} {interval}",
                 functools.partial(self._page, unified, interval, cursor, want),
             )
             fresh = [c for c in page if c.timestamp >= cursor and c.timestamp < forming]
-            candles.extend(fresh)
-            if len(page) < want or not fresh:
+            if fresh:
+                candles.extend(fresh)
+                cursor = fresh[-1].timestamp + step
+                continue
+            cursor += want * step
+            if cursor >= forming:
                 break
-            cursor = fresh[-1].timestamp + step
+            if newest is None:
+                newest = await self._newest(symbol, unified, interval)
+            if newest < cursor:
+                break
         return candles[:limit]
 
+    def _page_cap(self, unified: str) -> int:
+        try:
+            cap = self._client.feature_value(unified, "fetchOHLCV", "limit")
+        except Exception:  # an exchange ccxt has no features for, or an odd market type
+            cap = None
+        return min(self._options.page_limit, int(cap)) if cap else self._options.page_limit
+
+    async def _newest(self, symbol: str, unified: str, interval: str) -> int:
+        """Open time of the exchange's newest candle (-1 when it has none)."""
+        rows = await self._call(
+            f"fetch_ohlcv {symbol} {interval} (newest)",
+            functools.partial(self._client.fetch_ohlcv, unified, interval, None, 1),
+        )
+        return max((int(row[0]) for row in rows or []), default=-1)
+
     async def _page(self, unified: str, interval: str, since: int, limit: int) -> list[Candle]:
-        rows = await self._client.fetch_ohlcv(unified, interval, since, limit)
-        if (
-            not rows
-            and self._client.last_json_response is None
-            and (self._client.last_http_response)
-        ):
+        params = {"until": since + limit * interval_ms(interval) - 1} if self._bounded_pages else {}
+        rows = await self._client.fetch_ohlcv(unified, interval, since, limit, params)
+        if not isinstance(rows, list):
             import ccxt
 
-            raise ccxt.BadResponse("the exchange sent a response that is not JSON")
+            raise ccxt.BadResponse("the exchange sent candles that are not a list")
         return checked_candles(rows, f"{self.name} {unified} {interval}")
 
     async def close(self) -> None:

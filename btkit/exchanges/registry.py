@@ -21,7 +21,10 @@ from btkit.exchanges.retry import RetryPolicy
 from btkit.settings import Settings
 
 
-def ccxt_options(settings: Settings, exchange_id: str, *, sandbox: bool = False) -> CcxtOptions:
+def ccxt_options(
+    settings: Settings, exchange_id: str, *, sandbox: bool = False, persistent: bool = False
+) -> CcxtOptions:
+    """`persistent`: retry until the outage budget is spent (simulated runs, downloads)."""
     keys = settings.credentials.get(exchange_id.lower())
     credentials = None
     if keys is not None:
@@ -37,7 +40,11 @@ def ccxt_options(settings: Settings, exchange_id: str, *, sandbox: bool = False)
         rate_limit_ms=settings.exchange_rate_limit_ms,
         page_limit=settings.exchange_page_limit,
         retry=RetryPolicy(
-            settings.retry_max, settings.retry_base_seconds, settings.retry_cap_seconds
+            settings.retry_max,
+            settings.retry_base_seconds,
+            settings.retry_cap_seconds,
+            budget_seconds=settings.outage_budget_minutes * 60,
+            persistent=persistent,
         ),
         credentials=credentials,
     )
@@ -60,6 +67,7 @@ def open_exchange(
     settings: Settings,
     clock: Clock,
     sandbox: bool = False,
+    persistent: bool = False,
     retry_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Exchange:
     candles_dir = settings.candles_dir
@@ -68,5 +76,5 @@ def open_exchange(
             raise ConfigError("--sandbox applies to real exchanges, not to replay.")
         return ReplayExchange(candles_dir, clock)
     check_exchange_id(name, candles_dir)
-    options = ccxt_options(settings, name, sandbox=sandbox)
+    options = ccxt_options(settings, name, sandbox=sandbox, persistent=persistent)
     return CcxtExchange(name, clock, options, sleep=retry_sleep)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from btkit.errors import TransientExchangeError
+from btkit.errors import ExchangeOutageError, TransientExchangeError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -22,6 +23,11 @@ class RetryPolicy:
     cap_seconds: float = 30.0
     jitter: float = 0.5
     """Fraction of each delay drawn at random, so many clients do not retry in step."""
+    budget_seconds: float = 15 * 60.0
+    """The outage budget: no wait (Retry-After included) is longer than what is left of it."""
+    persistent: bool = False
+    """Retry until the budget is spent, not `max_retries` times: for simulated runs and
+    downloads, which can wait for the exchange and must not lose a minute."""
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, unit_random: float) -> float:
@@ -54,26 +60,42 @@ async def with_retries(
     sleep: Callable[[float], Awaitable[None]],
     what: str,
     rng: random.Random | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Run `call`, retrying TransientExchangeError; Retry-After wins over the backoff."""
+    """Run `call`, retrying TransientExchangeError; Retry-After wins over the backoff.
+
+    Every wait is capped by what is left of the outage budget (counted from the
+    first failure of this call); once it is spent, ExchangeOutageError.
+    """
     rng = rng or random.Random()
     attempt = 0
+    first_failure: float | None = None
     while True:
         try:
             return await call()
         except TransientExchangeError as exc:
-            if attempt >= policy.max_retries:
+            now = monotonic()
+            first_failure = now if first_failure is None else first_failure
+            left = policy.budget_seconds - (now - first_failure)
+            if left <= 0:
+                raise ExchangeOutageError(
+                    f"{what} failed for {now - first_failure:.0f} s ({exc}), longer than the "
+                    "outage budget (BTKIT_OUTAGE_BUDGET_MINUTES); exiting so the supervisor "
+                    "restarts btkit. Open signals are safe in their state files."
+                ) from exc
+            if attempt >= policy.max_retries and not policy.persistent:
                 raise
             delay = exc.retry_after
             if delay is None:
-                delay = backoff_delay(attempt, policy, rng.random())
+                delay = backoff_delay(min(attempt, 30), policy, rng.random())
+            delay = min(delay, left)
             attempt += 1
             log.warning(
-                "%s failed (%s); retry %d/%d in %.2f s",
+                "%s failed (%s); retry %d%s in %.2f s",
                 what,
                 exc,
                 attempt,
-                policy.max_retries,
+                "" if policy.persistent else f"/{policy.max_retries}",
                 delay,
             )
             await sleep(delay)

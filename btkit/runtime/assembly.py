@@ -89,6 +89,7 @@ async def open_live(
             settings=settings,
             clock=clock,
             sandbox=options.sandbox,
+            persistent=simulated,  # history can wait for the exchange: never skip a minute
             retry_sleep=retry_sleep,
         )
         stack.push_async_callback(exchange.close)

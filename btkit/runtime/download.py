@@ -2,22 +2,27 @@
 
 Resumable: it starts after the last candle already on disk (CSV or part
 file), so only what is missing is fetched. Only finished candles are written.
+A failed request is retried until the outage budget is spent; whatever was
+fetched before a failure is still merged into the CSV, never left in `.part`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from btkit.clock import WallClock
 from btkit.domain import MINUTE_MS
 from btkit.engine.intervals import floor_to
-from btkit.errors import ConfigError
+from btkit.errors import BtkitError, ConfigError
 from btkit.exchanges.ccxt_exchange import CcxtExchange
 from btkit.exchanges.registry import ccxt_options, check_exchange_id
 from btkit.exchanges.replay import REPLAY, candle_file
 from btkit.settings import Settings
 from btkit.store.candle_append import CandleAppender
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int, int], None]
 """(symbol, first minute to fetch, reached, end)."""
@@ -44,7 +49,9 @@ async def download(
         raise ConfigError("download fetches from a real exchange: give a ccxt id, e.g. binance.")
     check_exchange_id(exchange_id, settings.candles_dir)
     clock = WallClock()
-    exchange = CcxtExchange(exchange_id, clock, ccxt_options(settings, exchange_id))
+    exchange = CcxtExchange(
+        exchange_id, clock, ccxt_options(settings, exchange_id, persistent=True)
+    )
     try:
         resolved = await exchange.check_symbols(symbols)
         now = floor_to(clock.now_ms(), MINUTE_MS)
@@ -69,20 +76,27 @@ async def _one(
     page = settings.exchange_page_limit
     gaps = 0
     previous = last
-    while cursor < end:
-        candles = [
-            c
-            for c in await exchange.fetch_candles(symbol, "1m", cursor, page)
-            if cursor <= c.timestamp < end
-        ]
-        if not candles:
-            break  # the exchange has nothing more in the range
-        for candle in candles:
-            if previous is not None and candle.timestamp - previous > MINUTE_MS:
-                gaps += 1
-            previous = candle.timestamp
-        appender.append(candles)
-        cursor = candles[-1].timestamp + MINUTE_MS
-        progress(symbol, first, cursor, end)
+    try:
+        while cursor < end:
+            candles = [
+                c
+                for c in await exchange.fetch_candles(symbol, "1m", cursor, page)
+                if cursor <= c.timestamp < end
+            ]
+            if not candles:
+                break  # the exchange has nothing more in the range
+            for candle in candles:
+                if previous is not None and candle.timestamp - previous > MINUTE_MS:
+                    gaps += 1
+                previous = candle.timestamp
+            appender.append(candles)
+            cursor = candles[-1].timestamp + MINUTE_MS
+            progress(symbol, first, cursor, end)
+    except BaseException:
+        try:
+            appender.commit()  # what came before the failure is good: keep it in the CSV
+        except BtkitError as exc:
+            log.error("%s: fetched candles stay in %s: %s", symbol, appender.part, exc)
+        raise
     progress(symbol, first, end, end)
     return Downloaded(symbol, appender.commit(), gaps, str(appender.path))

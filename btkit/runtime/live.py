@@ -141,8 +141,9 @@ class LiveSession:
                     last_data = when
                 elif when - last_data > options.outage_budget_ms:
                     raise ExchangeOutageError(
-                        f"{runner.symbol}: no candles for {(when - last_data) // MINUTE_MS} "
-                        "minutes, longer than the outage budget; exiting so the supervisor "
+                        f"{runner.symbol}: exchange requests failed for "
+                        f"{(when - last_data) // MINUTE_MS} minutes, longer than the outage "
+                        "budget; exiting so the supervisor "
                         "restarts btkit. Open signals are safe in their state files."
                     )
                 since_checkpoint += 1
@@ -177,9 +178,11 @@ class LiveSession:
         return not (self._drain and runner.signal is not None)
 
     async def _tick(self, runner: SymbolRunner, when: int) -> bool:
-        """Run one tick; False when no data came (skipped or exchange trouble)."""
+        """Run one tick; False only when the exchange failed (a quiet market is no outage)."""
         try:
             result = await runner.tick(when)
+        except ExchangeOutageError:
+            raise
         except ExchangeError as exc:
             log.warning("%s: tick at %s skipped: %s", runner.symbol, format_time(when), exc)
             return False
@@ -190,7 +193,7 @@ class LiveSession:
                 self._on_closed(result)
             except Exception:  # the report is derived data; the ledger already has the event
                 log.exception("could not rewrite the live report; trading goes on")
-        return result is not None
+        return True
 
     async def _sleep_until(self, wake_ms: int) -> None:
         if self._wake.is_set():

@@ -29,6 +29,7 @@ from btkit.domain import (
 from btkit.engine.decision import close_reason, signal_call_due
 from btkit.engine.pnl import Costs, compute_pnl
 from btkit.engine.validation import coerce_signal, validate_signal
+from btkit.errors import ExchangeError
 from btkit.faults import crash_point
 from btkit.market.service import MarketData
 from btkit.store.ledger import EventLog, NoLedger
@@ -142,8 +143,9 @@ class SymbolRunner:
         if not self.stopped and signal_call_due(
             self.last_signal_call, when, self.strategy.interval_ms
         ):
+            raw = await self._call_strategy()  # an exchange failure in it skips the tick
             self.last_signal_call = when
-            accepted = self._accept(await self._call_strategy(), when)
+            accepted = self._accept(raw, when)
             if accepted is not None:
                 self.signal = accepted
                 self.last_tick = when
@@ -224,6 +226,8 @@ class SymbolRunner:
     async def _call_strategy(self) -> object:
         try:
             return await self.strategy.get_signal(self.symbol)
+        except ExchangeError:
+            raise  # the exchange failed, not the strategy: reported as such, retried next tick
         except Exception:
             log.exception(
                 "strategy %s raised in get_signal for %s (file %s); counted as no signal",

@@ -69,7 +69,9 @@ class CandleAppender:
         """Durably add rows (in time order, after `last_timestamp`) to the part file."""
         rows = [_row(c) for c in candles]
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.part.open("a") as handle:
+        fd = os.open(self.part, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # owner-only whatever the umask, also for an older part file
+        with os.fdopen(fd, "a") as handle:
             handle.writelines(rows)
             handle.flush()
             os.fsync(handle.fileno())
