@@ -197,9 +197,9 @@ class LedgerLockedError(StorageError):
     """Another process held the ledger's write lock longer than BUSY_TIMEOUT_SECONDS."""
 
 
-def _locked_message(path: Path) -> str:
+def _locked_message(path: Path, waited_seconds: float) -> str:
     holders = [h for h in wal_writers(path) if h.pid != os.getpid()]
-    waited = f"for more than {BUSY_TIMEOUT_SECONDS:g} s"
+    waited = f"for more than {waited_seconds:g} s"
     if holders:
         who = ", ".join(f"pid {h.pid} ({h.command or 'command unknown'})" for h in holders)
         found = f"{who} has held its write lock {waited}"
@@ -229,18 +229,26 @@ def _create_private(path: Path) -> None:
 
 
 class SqliteLedger:
-    def __init__(self, path: Path, *, run_id: str = LIVE_RUN, mode: Mode = "live") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        run_id: str = LIVE_RUN,
+        mode: Mode = "live",
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    ) -> None:
         self.path = path
         self.run_id = run_id
         self.mode: Mode = mode
+        self._busy_timeout = busy_timeout
         ensure_private_dir(path.parent)
         try:
             # Switching to WAL and migrating race between processes opening a new
             # ledger at once (tables created twice, "database is locked"): one at a time.
             with filelock.FileLock(f"{path}.init.lock", timeout=60, mode=0o600):
                 _create_private(path)  # SQLite's -wal and -shm copy the database's mode
-                self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
-                self._db.execute(f"PRAGMA busy_timeout={round(BUSY_TIMEOUT_SECONDS * 1000)}")
+                self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+                self._db.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._migrate()
@@ -297,7 +305,7 @@ class SqliteLedger:
         """Advice that fits the failure: a held lock, a refused row, or the disk."""
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
         if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-            return LedgerLockedError(_locked_message(self.path))
+            return LedgerLockedError(_locked_message(self.path, self._busy_timeout))
         if isinstance(exc, sqlite3.IntegrityError):
             return StorageError(
                 f"The ledger {self.path} refused an event: {exc}. Nothing was written; "

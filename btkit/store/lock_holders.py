@@ -51,7 +51,9 @@ def _command(pid: int) -> str:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return ""
-    return " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    text = " ".join(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    text = " ".join(text.split())  # one line, even for `python -c` scripts
+    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def wal_writers(database: Path) -> list[LockHolder]:
