@@ -210,3 +210,24 @@ def test_every_file_a_live_run_writes_is_owner_only_under_umask_000(project: Pro
     wrong = {name: oct(mode) for name, mode in ours.items() if mode not in (0o600, 0o700)}
     assert wrong == {}
     assert stat.S_IMODE((project.root / "fresh").stat().st_mode) == 0o700
+
+
+HUGE_NOTE = """
+from btkit import Signal, get_average_price, strategy
+
+@strategy("chatty", interval="5m", warmup_minutes=10)
+async def chatty(symbol):
+    price = await get_average_price(symbol)
+    return Signal("long", price, price * 1.01, price * 0.99, 60, note="x" * 10_000_000)
+"""
+
+
+def test_a_huge_note_is_rejected_and_the_ledger_stays_small(project: Project):
+    project.write_strategy("chatty.py", HUGE_NOTE)
+    done = project.run("live", "ETHBTC", "-s", "chatty", "--json")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert "note is 10000000 bytes, more than the 4096 allowed" in done.stderr
+    assert "x" * 100 not in done.stderr  # the note itself is not logged
+    ledger = project.root / "data" / "btkit.sqlite"
+    assert not ledger.exists() or ledger.stat().st_size < 1_000_000
