@@ -137,7 +137,7 @@ class JsonPrinter(PlainPrinter):
             logging.getLogger("btkit").info("%s: %s", key, value)
 
     def event(self, result: StreamedResult) -> None:
-        self._line(json.dumps(result_to_dict(result), separators=(",", ":"), allow_nan=False))
+        self._line(json.dumps(result_to_dict(result), separators=(",", ":")))
 
     def finish(self, message: str) -> None:
         logging.getLogger("btkit").info("%s", message)

@@ -74,15 +74,17 @@ def test_an_infinite_lifetime_is_stored_and_read_back(tmp_path):
 HOLD_WRITE_LOCK = """
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
+if sys.argv[2] == "exclusive":
+    db.execute("PRAGMA locking_mode=EXCLUSIVE")
+db.execute("BEGIN EXCLUSIVE" if sys.argv[2] == "exclusive" else "BEGIN IMMEDIATE")
 print("locked", flush=True)
 sys.stdin.readline()
 """
 
 
-def hold_write_lock(path: Path) -> subprocess.Popen[str]:
+def hold_write_lock(path: Path, how: str = "immediate") -> subprocess.Popen[str]:
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_WRITE_LOCK, str(path), "sqlite3-shell-stand-in"],
+        [sys.executable, "-c", HOLD_WRITE_LOCK, str(path), how],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -106,12 +108,24 @@ def test_a_locked_ledger_names_the_process_that_holds_it(tmp_path):
     finally:
         release(holder)
     message = str(caught.value)
-    assert f"pid {holder.pid} (" in message
-    assert "sqlite3-shell-stand-in" in message  # its command line
+    assert f"pid {holder.pid} ({sys.executable} -c " in message  # its command line, one line
     assert "for more than 0.2 s" in message
     assert "disk space" not in message
     ledger.record_opened(SIGNAL)  # released: the write goes through
     assert len(ledger.read(Query("strat")).still_open) == 1
+
+
+def test_a_ledger_locked_exclusively_is_not_called_damaged(tmp_path):
+    path = tmp_path / "btkit.sqlite"
+    SqliteLedger(path).close()
+    holder = hold_write_lock(path, "exclusive")
+    try:
+        with pytest.raises(LedgerLockedError) as caught:
+            SqliteLedger(path, busy_timeout=0.2)
+    finally:
+        release(holder)
+    assert f"pid {holder.pid} (" in str(caught.value)
+    assert "damaged" not in str(caught.value)
 
 
 def test_lock_holders_are_read_from_proc_locks():
@@ -124,8 +138,10 @@ def test_lock_holders_are_read_from_proc_locks():
         "5: OFDLCK ADVISORY  WRITE -1 fd:01:777 0 EOF\n"
         "6: POSIX  ADVISORY  WRITE 9595 00:2a:777 100 EOF\n"
     )
-    assert write_lock_pids(proc_locks, 777) == [5151, 9595]
-    assert write_lock_pids("", 777) == []
+    assert write_lock_pids(proc_locks, 777, 120) == [5151, 9595]
+    assert write_lock_pids(proc_locks, 777, None) == [5151, 9595]  # FLOCK/OFD: not SQLite's
+    assert write_lock_pids(proc_locks, 778, None) == [7373]
+    assert write_lock_pids("", 777, 120) == []
 
 
 def test_a_locked_ledger_stops_live_with_the_holder_and_exit_1(project: Project):

@@ -32,7 +32,7 @@ from btkit.domain import ClosedResult, OpenedResult, OpenSignal
 from btkit.errors import StorageError
 from btkit.report.statistics import Trade
 from btkit.store.atomic import ensure_private_dir
-from btkit.store.lock_holders import wal_writers
+from btkit.store.lock_holders import write_lock_holders
 
 LIVE_RUN = "live"
 Mode = Literal["live", "backtest"]
@@ -198,7 +198,7 @@ class LedgerLockedError(StorageError):
 
 
 def _locked_message(path: Path, waited_seconds: float) -> str:
-    holders = [h for h in wal_writers(path) if h.pid != os.getpid()]
+    holders = [h for h in write_lock_holders(path) if h.pid != os.getpid()]
     waited = f"for more than {waited_seconds:g} s"
     if holders:
         who = ", ".join(f"pid {h.pid} ({h.command or 'command unknown'})" for h in holders)
@@ -214,6 +214,12 @@ def _locked_message(path: Path, waited_seconds: float) -> str:
         "ROLLBACK or quit), then restart. Events already recorded are safe, and the state "
         "files still hold every open signal."
     )
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED (any extended code): another connection holds a lock."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _create_private(path: Path) -> None:
@@ -263,6 +269,8 @@ class SqliteLedger:
                 "check for a stuck btkit process."
             ) from exc
         except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise LedgerLockedError(_locked_message(path, busy_timeout)) from exc
             raise StorageError(
                 f"Cannot open the ledger {path}: {exc}. If the file is damaged, move it aside "
                 "(reports start empty; state files are not affected) and restart."
@@ -303,8 +311,7 @@ class SqliteLedger:
 
     def _write_error(self, exc: sqlite3.Error) -> StorageError:
         """Advice that fits the failure: a held lock, a refused row, or the disk."""
-        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-        if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        if _is_busy(exc):
             return LedgerLockedError(_locked_message(self.path, self._busy_timeout))
         if isinstance(exc, sqlite3.IntegrityError):
             return StorageError(

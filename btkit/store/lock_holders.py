@@ -1,7 +1,9 @@
 """Who holds a SQLite database's write lock, so "database is locked" can name a process.
 
 In WAL mode a writer holds a POSIX write lock on byte 120 of `<db>-shm`
-(SQLite's WAL_WRITE_LOCK). Linux lists every POSIX lock in `/proc/locks` with
+(SQLite's WAL_WRITE_LOCK); a connection in exclusive locking mode (or a
+rollback-journal writer) holds write locks on the database file itself, where
+WAL connections otherwise hold only read locks. Linux lists every POSIX lock in `/proc/locks` with
 the owner's pid and the file's inode; elsewhere (or without /proc) the caller
 falls back to advice (`fuser`).
 """
@@ -22,8 +24,8 @@ class LockHolder:
     """The holder's command line, or "" if it cannot be read."""
 
 
-def write_lock_pids(proc_locks: str, inode: int, byte: int = WAL_WRITE_LOCK_BYTE) -> list[int]:
-    """Pids holding a POSIX write lock over `byte` of the file with `inode`.
+def write_lock_pids(proc_locks: str, inode: int, byte: int | None) -> list[int]:
+    """Pids holding a POSIX write lock over `byte` (None: any byte) of the file with `inode`.
 
     Lines look like `1: POSIX  ADVISORY  WRITE 1234 fd:01:5678 120 120`;
     blocked waiters (`1: -> POSIX ...`) hold nothing and are skipped.
@@ -37,7 +39,7 @@ def write_lock_pids(proc_locks: str, inode: int, byte: int = WAL_WRITE_LOCK_BYTE
         if mode != "WRITE" or device_inode.rsplit(":", 1)[-1] != str(inode):
             continue
         try:
-            covers = int(start) <= byte and (end == "EOF" or byte <= int(end))
+            covers = byte is None or (int(start) <= byte and (end == "EOF" or byte <= int(end)))
             holder = int(pid)
         except ValueError:
             continue
@@ -56,11 +58,24 @@ def _command(pid: int) -> str:
     return text if len(text) <= 160 else text[:159] + "…"
 
 
-def wal_writers(database: Path) -> list[LockHolder]:
-    """The processes holding `database`'s WAL write lock; [] when that cannot be told."""
+def _inode(path: str) -> int | None:
     try:
-        inode = os.stat(f"{database}-shm").st_ino
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def write_lock_holders(database: Path) -> list[LockHolder]:
+    """The processes holding `database`'s write lock; [] when that cannot be told."""
+    try:
         locks = Path("/proc/locks").read_text()
     except OSError:
         return []
-    return [LockHolder(pid, _command(pid)) for pid in write_lock_pids(locks, inode)]
+    pids: list[int] = []
+    for inode, byte in (
+        (_inode(f"{database}-shm"), WAL_WRITE_LOCK_BYTE),
+        (_inode(str(database)), None),
+    ):
+        if inode is not None:
+            pids += [pid for pid in write_lock_pids(locks, inode, byte) if pid not in pids]
+    return [LockHolder(pid, _command(pid)) for pid in pids]
