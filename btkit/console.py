@@ -20,7 +20,14 @@ from rich.logging import RichHandler
 from rich.panel import Panel
 from rich.table import Table
 
-from btkit.domain import ClosedResult, OpenedResult, OpenSignal, StreamedResult, result_to_dict
+from btkit.domain import (
+    ClosedResult,
+    OpenedResult,
+    OpenSignal,
+    StreamedResult,
+    lifetime_text,
+    result_to_dict,
+)
 from btkit.timefmt import format_time
 
 OutputMode = Literal["rich", "plain", "json"]
@@ -74,7 +81,7 @@ def _event_fields(result: StreamedResult) -> list[str]:
             f"open {_price(signal.price_open)}",
             f"tp {_price(signal.price_take_profit)}",
             f"sl {_price(signal.price_stop_loss)}",
-            f"{signal.minute_estimated_time:g} min",
+            lifetime_text(signal.minute_estimated_time),
             f"id {signal.id[:8]}",
         ]
     return [

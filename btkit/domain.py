@@ -7,6 +7,7 @@ serialised with `dataclasses.asdict`, so the JSON field names are the SPEC's.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -59,8 +60,13 @@ class OpenSignal:
     note: str = ""
 
     @property
-    def expires_at(self) -> int:
-        """Tick time (ms) at which the signal closes as `time_expired`."""
+    def expires_at(self) -> int | None:
+        """Tick time (ms) at which the signal closes as `time_expired`; None: never.
+
+        An infinite `minute_estimated_time` (SPEC §3) lives until TP or SL.
+        """
+        if math.isinf(self.minute_estimated_time):
+            return None
         return self.timestamp + round(self.minute_estimated_time * MINUTE_MS)
 
 
@@ -126,6 +132,30 @@ StreamedResult = OpenedResult | ClosedResult
 """The results the live loop streams to its consumers (SPEC §6)."""
 
 
+def lifetime_to_json(minutes: float) -> float | None:
+    """JSON has no Infinity: a signal that lives until TP or SL is stored as null."""
+    return None if math.isinf(minutes) else minutes
+
+
+def lifetime_from_json(minutes: float | None) -> float:
+    return math.inf if minutes is None else minutes
+
+
+def lifetime_text(minutes: float) -> str:
+    """For humans: `60 min`, or `until TP/SL` for an infinite lifetime."""
+    return "until TP/SL" if math.isinf(minutes) else f"{minutes:g} min"
+
+
+def signal_to_dict(signal: OpenSignal) -> dict[str, Any]:
+    """The JSON form of an open signal (an infinite lifetime is null)."""
+    document = dataclasses.asdict(signal)
+    document["minute_estimated_time"] = lifetime_to_json(signal.minute_estimated_time)
+    return document
+
+
 def result_to_dict(result: TickResult) -> dict[str, Any]:
-    """The JSON form of a result: SPEC field names, timestamps in ms."""
-    return dataclasses.asdict(result)
+    """The JSON form of a result: SPEC field names, timestamps in ms, valid JSON."""
+    document = dataclasses.asdict(result)
+    if not isinstance(result, IdleResult):
+        document["signal"] = signal_to_dict(result.signal)
+    return document

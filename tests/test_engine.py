@@ -11,7 +11,7 @@ from btkit.domain import Candle, OpenSignal, Signal
 from btkit.engine.decision import close_reason, price_hits, signal_call_due
 from btkit.engine.pnl import Costs, compute_pnl
 from btkit.engine.pricing import vwap
-from btkit.engine.validation import coerce_signal, validate_signal
+from btkit.engine.validation import MAX_NOTE_BYTES, coerce_signal, validate_signal
 from btkit.market.arrays import CandleArrays, aggregate
 
 DEFAULT = Costs()
@@ -78,6 +78,54 @@ def test_validation_names_every_broken_rule_at_once():
         _signal(price_open=math.nan, price_stop_loss=-1.0, minute_estimated_time=0), timestamp=0
     )
     assert len(problems) == 4, problems
+
+
+@pytest.mark.parametrize(
+    ("changes", "broken"),
+    [
+        ({"price_take_profit": -5.0}, ["price_take_profit must be", "long needs"]),
+        ({"price_open": math.nan, "price_take_profit": 90.0}, ["price_open must be", "long needs"]),
+        (
+            {"price_stop_loss": "95", "price_take_profit": 99.0},
+            ["price_stop_loss must", "long needs"],
+        ),
+        (
+            {"position": "short", "price_open": 0.0},
+            ["price_open must be", "short needs take-profit < open < stop-loss"],
+        ),
+        ({"price_open": math.inf, "price_take_profit": 90.0}, ["price_open must be", "long needs"]),
+    ],
+)
+def test_the_order_rule_is_named_even_when_a_price_is_also_invalid(changes, broken):
+    problems = validate_signal(_signal(**changes), timestamp=1)
+    assert len(problems) == len(broken), problems
+    for fragment, problem in zip(broken, problems, strict=True):
+        assert fragment in problem
+
+
+def test_a_price_that_is_not_a_number_takes_no_part_in_the_order_rule():
+    problems = validate_signal(_signal(price_open=math.nan), timestamp=1)  # 110 > nan > 95
+    assert len(problems) == 1
+    assert "price_open must be" in problems[0]
+
+
+def test_an_infinite_lifetime_is_valid_but_nan_and_minus_infinity_are_not():
+    assert validate_signal(_signal(minute_estimated_time=math.inf), timestamp=1) == []
+    for bad in (-math.inf, math.nan, True, "60"):
+        problems = validate_signal(_signal(minute_estimated_time=bad), timestamp=1)
+        assert any("minute_estimated_time must be a number > 0" in p for p in problems), bad
+
+
+def test_a_note_is_capped_with_a_clear_message():
+    assert validate_signal(_signal(note="x" * MAX_NOTE_BYTES), timestamp=1) == []
+    problems = validate_signal(_signal(note="x" * 10_000_000), timestamp=1)
+    assert problems == [
+        f"note is 10000000 bytes, more than the {MAX_NOTE_BYTES} allowed "
+        "(keep it a short label; log bulky data yourself)"
+    ]
+    multibyte = "é" * (MAX_NOTE_BYTES // 2 + 1)  # under the cap in characters, over in bytes
+    assert "note is" in validate_signal(_signal(note=multibyte), timestamp=1)[0]
+    assert validate_signal(_signal(note=42), timestamp=1) == ["note must be a string, not int"]
 
 
 def test_valid_signals_pass():

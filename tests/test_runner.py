@@ -158,6 +158,7 @@ def test_invalid_signal_is_rejected_and_never_persisted(caplog):
     assert store.saves == 0
     assert "price_stop_loss must be a finite number" in caplog.text
     assert "minute_estimated_time" in caplog.text
+    assert "long needs take-profit > open > stop-loss" in caplog.text  # TP 90 < open 100
 
 
 def test_tick_with_no_candles_is_skipped_and_the_signal_kept(caplog):

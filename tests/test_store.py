@@ -61,12 +61,22 @@ def test_corrupt_file_is_moved_aside_and_kept(tmp_path, caplog, content):
     assert "CORRUPT STATE FILE" in caplog.text
 
 
-def test_a_signal_of_another_strategy_is_ignored(tmp_path, caplog):
-    make_store(tmp_path).save(PersistedState(SIGNAL))
+@pytest.mark.parametrize(
+    "names",
+    [("replay", "other", "ETHBTC"), ("binance", "strat", "ETHBTC"), ("replay", "strat", "LTCBTC")],
+)
+def test_another_runs_state_file_is_moved_aside_not_overwritten(tmp_path, caplog, names):
+    make_store(tmp_path).save(PersistedState(SIGNAL, 60_000, 120_000))
+    original = (tmp_path / "replay-strat-ETHBTC.json").read_bytes()
     other = make_store(tmp_path)
-    other._names = ("replay", "other", "ETHBTC")
-    assert other.load().signal is None
-    assert "not of this run" in caplog.text
+    other._names = names
+    assert other.load() == PersistedState()
+    other.save(PersistedState(None, 1, 2))  # the run goes on and saves its own state
+    kept = list(tmp_path.glob("replay-strat-ETHBTC.json.foreign-*"))
+    assert len(kept) == 1
+    assert kept[0].read_bytes() == original
+    assert "FOREIGN STATE FILE" in caplog.text
+    assert "belongs to exchange replay, strategy strat, symbol ETHBTC" in caplog.text
 
 
 def test_leftover_temp_files_are_removed_on_acquire(tmp_path):

@@ -29,7 +29,8 @@ def close_reason(signal: OpenSignal, price: float, when: int) -> CloseReason | N
         return "take_profit"
     if stop_loss:
         return "stop_loss"
-    if when >= signal.expires_at:
+    expires_at = signal.expires_at
+    if expires_at is not None and when >= expires_at:
         return "time_expired"
     return None
 

@@ -2,7 +2,8 @@
 
 Given the §3 price at every later minute tick, find the first tick at which the
 live loop's `close_reason` would close the signal: a price with TP or SL
-reached, or expiry. Minutes without a price are skipped, as live skips them.
+reached, or expiry (never, for an infinite lifetime). Minutes without a price
+are skipped, as live skips them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ def first_close_index(signal: OpenSignal, times: Ints, prices: Floats) -> int | 
     take_profit, stop_loss = price_hits(
         signal.position, signal.price_take_profit, signal.price_stop_loss, prices
     )
-    by_price = np.asarray(take_profit, dtype=bool) | np.asarray(stop_loss, dtype=bool)
-    closes = (by_price | (times >= signal.expires_at)) & ~np.isnan(prices)
+    closes = np.asarray(take_profit, dtype=bool) | np.asarray(stop_loss, dtype=bool)
+    if signal.expires_at is not None:  # None: lives until TP or SL
+        closes |= times >= signal.expires_at
+    closes &= ~np.isnan(prices)
     index = int(np.argmax(closes))
     return index if closes[index] else None

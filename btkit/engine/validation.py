@@ -10,6 +10,9 @@ from btkit.domain import Signal
 
 _PRICE_FIELDS = ("price_open", "price_take_profit", "price_stop_loss")
 
+MAX_NOTE_BYTES = 4096
+"""A note is a label, not a payload: every event copies it into the ledger."""
+
 
 def coerce_signal(raw: object) -> Signal | list[str]:
     """Accept a `Signal` or a mapping with its fields; anything else is a problem list."""
@@ -23,13 +26,12 @@ def coerce_signal(raw: object) -> Signal | list[str]:
     return [f"get_signal must return a btkit.Signal or None, not {type(raw).__name__}"]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _is_positive_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+    return _is_number(value) and math.isfinite(value) and value > 0
 
 
 def validate_signal(signal: Signal, timestamp: int) -> list[str]:
@@ -41,22 +43,45 @@ def validate_signal(signal: Signal, timestamp: int) -> list[str]:
         value = getattr(signal, field)
         if not _is_positive_number(value):
             problems.append(f"{field} must be a finite number > 0, got {value!r}")
-    if not _is_positive_number(signal.minute_estimated_time):
+    lifetime = signal.minute_estimated_time
+    if not (_is_number(lifetime) and lifetime > 0):  # NaN fails too; +inf: until TP or SL
         problems.append(
-            f"minute_estimated_time must be a finite number > 0, "
-            f"got {signal.minute_estimated_time!r}"
+            f"minute_estimated_time must be a number > 0 (math.inf: until TP or SL), "
+            f"got {lifetime!r}"
         )
     if timestamp <= 0:
         problems.append(f"timestamp must be > 0, got {timestamp}")
-    if not problems:
-        problems.extend(_ordering_problems(signal))
+    problems.extend(_ordering_problems(signal))
+    problems.extend(_note_problems(signal.note))
     return problems
 
 
 def _ordering_problems(signal: Signal) -> list[str]:
+    """TP/open/SL order, judged on the prices that are numbers at all.
+
+    A negative take-profit is both "not > 0" and, for a long, below the open:
+    both are named. NaN and non-numbers take no part (they compare false).
+    """
     tp, entry, sl = signal.price_take_profit, signal.price_open, signal.price_stop_loss
-    if signal.position == "long" and not tp > entry > sl:
-        return [f"long needs take-profit > open > stop-loss, got {tp} / {entry} / {sl}"]
-    if signal.position == "short" and not tp < entry < sl:
-        return [f"short needs take-profit < open < stop-loss, got {tp} / {entry} / {sl}"]
+    if signal.position == "long":
+        pairs, rule = [(tp, entry), (entry, sl), (tp, sl)], "take-profit > open > stop-loss"
+    elif signal.position == "short":
+        pairs, rule = [(entry, tp), (sl, entry), (sl, tp)], "take-profit < open < stop-loss"
+    else:
+        return []
+    usable = [(a, b) for a, b in pairs if _is_number(a) and _is_number(b) and a == a and b == b]
+    if any(not a > b for a, b in usable):
+        return [f"{signal.position} needs {rule}, got {tp!r} / {entry!r} / {sl!r}"]
+    return []
+
+
+def _note_problems(note: object) -> list[str]:
+    if not isinstance(note, str):
+        return [f"note must be a string, not {type(note).__name__}"]
+    size = len(note.encode("utf-8", "surrogatepass"))
+    if size > MAX_NOTE_BYTES:
+        return [
+            f"note is {size} bytes, more than the {MAX_NOTE_BYTES} allowed "
+            "(keep it a short label; log bulky data yourself)"
+        ]
     return []

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from btkit.domain import ClosedResult, OpenSignal
+from btkit.domain import ClosedResult, OpenSignal, signal_to_dict
 from btkit.report.markdown import ReportInput, render
 from btkit.report.picture import INSTALL_HINT, draw_equity_curve
 from btkit.report.statistics import Trade, breakdown, summarize
@@ -105,7 +105,7 @@ def json_report(contents: LedgerContents, query: Query) -> dict[str, Any]:
             }
             for t in contents.trades
         ],
-        "still_open": [dataclasses.asdict(s) for s in contents.still_open],
+        "still_open": [signal_to_dict(s) for s in contents.still_open],
     }
 
 

@@ -63,11 +63,17 @@ class BacktestRun:
 
     async def _fast_forward(self, signal: OpenSignal) -> ClosedResult | None:
         first = signal.timestamp + MINUTE_MS
-        last = min(max(signal.expires_at, first), self.frame.end)
+        # Up to expiry in one pass; past it (or with no expiry: until TP or SL) in
+        # chunks that double, so a signal closing soon never scans the whole history.
+        chunk = _SCAN_CHUNK
+        expires_at = signal.expires_at
+        last = min(max(first + chunk if expires_at is None else expires_at, first), self.frame.end)
         while first <= self.frame.end:
             times, prices = self.market.price_series(first, last)
             index = first_close_index(signal, times, prices)
             if index is not None:
                 return await self.runner.close_at(int(times[index]), float(prices[index]))
-            first, last = last + MINUTE_MS, min(last + _SCAN_CHUNK, self.frame.end)
+            if expires_at is None:
+                chunk *= 2
+            first, last = last + MINUTE_MS, min(last + chunk, self.frame.end)
         return None

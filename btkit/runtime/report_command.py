@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from rich.console import Console
@@ -77,6 +78,8 @@ def run_status(settings: Settings, console: Console) -> int:
         for p in positions:
             s = p.signal
             left = f"{p.minutes_left:.0f} min" if p.minutes_left >= 0 else "expired"
+            if math.isinf(p.minutes_left):
+                left = "until TP/SL"
             table.add_row(
                 s.strategy_name,
                 s.exchange_name,

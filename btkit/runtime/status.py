@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,9 @@ class OpenPosition:
 
     @property
     def minutes_left(self) -> float:
-        return (self.signal.expires_at - self.now) / MINUTE_MS
+        """Infinite for a signal that lives until TP or SL."""
+        expires_at = self.signal.expires_at
+        return math.inf if expires_at is None else (expires_at - self.now) / MINUTE_MS
 
     @property
     def stale(self) -> bool:
@@ -42,7 +45,7 @@ class Unreadable:
 
 
 def is_owned(path: Path) -> bool:
-    lock = filelock.FileLock(f"{path}.lock", timeout=0)
+    lock = filelock.FileLock(f"{path}.lock", timeout=0, mode=0o600)
     try:
         lock.acquire()
     except filelock.Timeout:

@@ -13,8 +13,25 @@ TEMP_SUFFIX = ".tmp"
 
 
 def ensure_private_dir(folder: Path) -> None:
+    """Create `folder` and every missing parent owner-only (0700), whatever the umask.
+
+    `Path.mkdir(parents=True)` gives the parents the umask's mode (0777 under
+    umask 000); folders that already exist are left as they are.
+    """
+    missing = []
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for new in reversed(missing):
+            try:
+                new.mkdir(mode=0o700)
+            except FileExistsError:  # created meanwhile by another process: theirs
+                continue
+            new.chmod(0o700)
+        if not folder.is_dir():
+            folder.mkdir()  # raises the OS's own reason (e.g. a file in the way)
     except OSError as exc:
         raise StorageError(
             f"Cannot create folder {folder}: {exc.strerror}. Check the disk and the folder's "

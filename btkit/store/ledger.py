@@ -3,7 +3,10 @@
 `<data>/btkit.sqlite`, WAL mode with a busy timeout, so several daemons write
 at once and `btkit report` reads while they run; `synchronous=FULL`, so a
 committed event survives power loss. Inserts are idempotent on
-(run, signal, action): replaying a crashed step never duplicates an event.
+(run, signal, action): replaying a crashed step never duplicates an event;
+any other failed insert (a NaN price, a NOT NULL column) is an error, never
+skipped. An infinite lifetime is stored as REAL Inf. A writer waits at most
+`BUSY_TIMEOUT_SECONDS` for another process's write lock, then says who holds it.
 The schema version is `PRAGMA user_version`; migrations only add.
 
 Live events share the run id "live"; each backtest gets its own run id.
@@ -12,6 +15,8 @@ Live events share the run id "live"; each backtest gets its own run id.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -26,6 +31,8 @@ import filelock
 from btkit.domain import ClosedResult, OpenedResult, OpenSignal
 from btkit.errors import StorageError
 from btkit.report.statistics import Trade
+from btkit.store.atomic import ensure_private_dir
+from btkit.store.lock_holders import write_lock_holders
 
 LIVE_RUN = "live"
 Mode = Literal["live", "backtest"]
@@ -126,11 +133,47 @@ def _signal_row(signal: OpenSignal) -> tuple[object, ...]:
 
 
 _INSERT = """
-    INSERT OR IGNORE INTO events (run_id, mode, action, signal_id, strategy, exchange, symbol,
+    INSERT INTO events (run_id, mode, action, signal_id, strategy, exchange, symbol,
         position, opened_at, price_open, price_take_profit, price_stop_loss,
         minute_estimated_time, note, closed_at, close_reason, price_close, pnl_percentage)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (run_id, signal_id, action) DO NOTHING
 """
+# Only a true duplicate (same run, signal, action) is skipped: a NOT NULL or
+# CHECK failure raises, where INSERT OR IGNORE would silently drop the event.
+
+BUSY_TIMEOUT_SECONDS = 10.0
+"""Longest wait for another process's write lock. btkit's own write transactions
+last milliseconds (a big backtest batch, about a second); longer means a stuck
+or foreign holder, which waiting on would only stall every symbol's loop."""
+
+_ROW_NUMBERS = {
+    9: "price_open",
+    10: "price_take_profit",
+    11: "price_stop_loss",
+    12: "minute_estimated_time",
+    16: "price_close",
+    17: "pnl_percentage",
+}
+
+
+def _check_numbers(row: tuple[object, ...]) -> None:
+    """NaN binds as NULL in SQLite: refuse it loudly instead of storing a hole."""
+    for index, name in _ROW_NUMBERS.items():
+        value = row[index]
+        if value is None and index >= 16 and row[2] == "opened":
+            continue
+        if not isinstance(value, int | float) or math.isnan(value):
+            raise StorageError(
+                f"Refusing to record the {row[2]} event of signal {row[3]} ({row[6]}): "
+                f"{name} is {value!r}, not a number. Nothing was written; this is a bug "
+                "or bad data upstream (the state file still holds the signal)."
+            )
+        if math.isinf(value) and name != "minute_estimated_time":
+            raise StorageError(
+                f"Refusing to record the {row[2]} event of signal {row[3]} ({row[6]}): "
+                f"{name} is {value!r}. Nothing was written; this is a bug or bad data upstream."
+            )
 
 
 def _opened_row(run_id: str, mode: Mode, signal: OpenSignal) -> tuple[object, ...]:
@@ -150,30 +193,84 @@ def _closed_row(run_id: str, mode: Mode, result: ClosedResult) -> tuple[object, 
     )
 
 
+class LedgerLockedError(StorageError):
+    """Another process held the ledger's write lock longer than BUSY_TIMEOUT_SECONDS."""
+
+
+def _locked_message(path: Path, waited_seconds: float) -> str:
+    holders = [h for h in write_lock_holders(path) if h.pid != os.getpid()]
+    waited = f"for more than {waited_seconds:g} s"
+    if holders:
+        who = ", ".join(f"pid {h.pid} ({h.command or 'command unknown'})" for h in holders)
+        found = f"{who} has held its write lock {waited}"
+    else:
+        found = (
+            f"another process has held its write lock {waited}; find it with "
+            f"`fuser -v {path} {path}-wal {path}-shm` (or `lsof {path}`)"
+        )
+    return (
+        f"The ledger {path} is locked: {found}. btkit holds that lock for milliseconds, so "
+        "this is usually a sqlite3 shell or a tool with an open transaction: end it (COMMIT, "
+        "ROLLBACK or quit), then restart. Events already recorded are safe, and the state "
+        "files still hold every open signal."
+    )
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED (any extended code): another connection holds a lock."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file as 0600 before SQLite does, whatever the umask."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class SqliteLedger:
-    def __init__(self, path: Path, *, run_id: str = LIVE_RUN, mode: Mode = "live") -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        run_id: str = LIVE_RUN,
+        mode: Mode = "live",
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    ) -> None:
         self.path = path
         self.run_id = run_id
         self.mode: Mode = mode
+        self._busy_timeout = busy_timeout
+        ensure_private_dir(path.parent)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Switching to WAL and migrating race between processes opening a new
             # ledger at once (tables created twice, "database is locked"): one at a time.
-            with filelock.FileLock(f"{path}.init.lock", timeout=60):
-                existed = path.exists()
-                self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
-                if not existed:
-                    path.chmod(0o600)
-                self._db.execute("PRAGMA busy_timeout=30000")
+            with filelock.FileLock(f"{path}.init.lock", timeout=60, mode=0o600):
+                _create_private(path)  # SQLite's -wal and -shm copy the database's mode
+                self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+                self._db.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._migrate()
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot create the ledger {path}: {exc.strerror or exc}. Free disk space or "
+                "fix the folder's permissions (or point --data-dir elsewhere), then restart."
+            ) from exc
         except filelock.Timeout as exc:
             raise StorageError(
                 f"Another process has been initialising the ledger {path} for a minute; "
                 "check for a stuck btkit process."
             ) from exc
         except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise LedgerLockedError(_locked_message(path, busy_timeout)) from exc
             raise StorageError(
                 f"Cannot open the ledger {path}: {exc}. If the file is damaged, move it aside "
                 "(reports start empty; state files are not affected) and restart."
@@ -210,12 +307,26 @@ class SqliteLedger:
         except sqlite3.Error as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
-            raise StorageError(
-                f"Cannot write to the ledger {self.path}: {exc}. Free disk space or fix the "
-                "folder's permissions, then restart; events already recorded are safe."
-            ) from exc
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: sqlite3.Error) -> StorageError:
+        """Advice that fits the failure: a held lock, a refused row, or the disk."""
+        if _is_busy(exc):
+            return LedgerLockedError(_locked_message(self.path, self._busy_timeout))
+        if isinstance(exc, sqlite3.IntegrityError):
+            return StorageError(
+                f"The ledger {self.path} refused an event: {exc}. Nothing was written; "
+                "this is a bug, please report it (the state file still holds the signal)."
+            )
+        return StorageError(
+            f"Cannot write to the ledger {self.path}: {exc}. Free disk space or fix the "
+            "folder's permissions, then restart; events already recorded are safe."
+        )
 
     def _write(self, rows: Iterable[tuple[object, ...]]) -> None:
+        rows = list(rows)
+        for row in rows:
+            _check_numbers(row)
         with self._transaction() as db:
             db.executemany(_INSERT, rows)
 
@@ -251,6 +362,8 @@ class SqliteLedger:
         self._db.execute("PRAGMA synchronous=NORMAL")
         rows = [_opened_row(run_id, "backtest", r.signal) for r in opened]
         rows += [_closed_row(run_id, "backtest", r) for r in closed]
+        for row in rows:
+            _check_numbers(row)
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO runs VALUES (?, 'backtest', ?, ?, ?, ?)",

@@ -3,12 +3,14 @@
 `<data>/signal/<exchange>-<strategy>-<symbol>.json` holds the open signal or
 null, plus the runner's throttle and replay cursor, all written in one atomic
 replace so they can never disagree. A `filelock` beside it makes one process
-its owner. A file that cannot be parsed is moved aside, never deleted.
+its owner. A file that cannot be used (unparseable, a signal breaking the
+rules a new signal must pass, or another run's file) is moved aside, never
+deleted or overwritten. An infinite lifetime is stored as null (JSON has no
+Infinity); NaN is never written.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -21,7 +23,8 @@ from typing import Protocol
 import filelock
 import pydantic
 
-from btkit.domain import OpenSignal
+from btkit.domain import OpenSignal, Signal, lifetime_from_json, signal_to_dict
+from btkit.engine.validation import validate_signal
 from btkit.errors import StateLockedError, StorageError
 from btkit.store.atomic import atomic_write_bytes, ensure_private_dir, remove_stale_temp_files
 from btkit.timefmt import file_stamp
@@ -39,24 +42,104 @@ class PersistedState:
     last_tick: int | None = None
 
 
+class _StoredSignal(pydantic.BaseModel):
+    """An `OpenSignal` as JSON: an infinite lifetime is stored as null."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", strict=False)
+    id: str
+    position: str
+    price_open: float
+    price_take_profit: float
+    price_stop_loss: float
+    minute_estimated_time: float | None
+    symbol: str
+    strategy_name: str
+    exchange_name: str
+    timestamp: int
+    note: str = ""
+
+
 class _StateFile(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", strict=False)
     version: int
     exchange_name: str
     strategy_name: str
     symbol: str
-    signal: OpenSignal | None
+    signal: _StoredSignal | None
     last_signal_call: int | None = None
     last_tick: int | None = None
 
 
-def read_state_file(path: Path) -> PersistedState:
-    """Parse a state file without owning it (for `btkit status`); ValueError if unreadable."""
+class UnusableStateFile(ValueError):
+    """A state file that cannot be trusted: unparseable, invalid, or another run's."""
+
+
+class ForeignStateFile(UnusableStateFile):
+    """A state file of another (exchange, strategy, symbol): kept, never overwritten."""
+
+
+def _restored_signal(stored: _StoredSignal) -> OpenSignal:
+    """Check a restored signal by the rules a new one must pass (SPEC §3.3)."""
+    lifetime = lifetime_from_json(stored.minute_estimated_time)
+    candidate = Signal(
+        stored.position,  # type: ignore[arg-type]  # checked by validate_signal just below
+        stored.price_open,
+        stored.price_take_profit,
+        stored.price_stop_loss,
+        lifetime,
+        stored.note,
+        stored.id,
+    )
+    problems = validate_signal(candidate, stored.timestamp)
+    if problems:
+        raise UnusableStateFile(f"its signal {stored.id} is invalid: {'; '.join(problems)}")
+    return OpenSignal(
+        stored.id,
+        candidate.position,
+        stored.price_open,
+        stored.price_take_profit,
+        stored.price_stop_loss,
+        lifetime,
+        stored.symbol,
+        stored.strategy_name,
+        stored.exchange_name,
+        stored.timestamp,
+        stored.note,
+    )
+
+
+def parse_state(raw: bytes, names: tuple[str, str, str] | None = None) -> PersistedState:
+    """Parse and check a state file's bytes; UnusableStateFile says why it cannot be used.
+
+    With `names` (exchange, strategy, symbol), the file and its signal must be
+    that run's: a file holding another run's signal is never overwritten.
+    """
     try:
-        parsed = _StateFile.model_validate_json(path.read_bytes())
-    except (OSError, pydantic.ValidationError) as exc:
+        parsed = _StateFile.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise UnusableStateFile(f"{where}: {first['msg']}") from exc
+    owners = [(parsed.exchange_name, parsed.strategy_name, parsed.symbol)]
+    if parsed.signal is not None:
+        s = parsed.signal
+        owners.append((s.exchange_name, s.strategy_name, s.symbol))
+    for owner in owners:
+        if names is not None and owner != names:
+            raise ForeignStateFile(
+                "it belongs to exchange {}, strategy {}, symbol {}".format(*owner)
+                + ", not to this run ({} {} {})".format(*names)
+            )
+    signal = None if parsed.signal is None else _restored_signal(parsed.signal)
+    return PersistedState(signal, parsed.last_signal_call, parsed.last_tick)
+
+
+def read_state_file(path: Path) -> PersistedState:
+    """Parse a state file without owning it (for `btkit status`); ValueError if unusable."""
+    try:
+        return parse_state(path.read_bytes())
+    except (OSError, UnusableStateFile) as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    return PersistedState(parsed.signal, parsed.last_signal_call, parsed.last_tick)
 
 
 class SignalStore(Protocol):
@@ -103,7 +186,7 @@ class JsonSignalStore:
         self.path = signal_dir / state_file_name(exchange_name, strategy_name, symbol)
         self._names = (exchange_name, strategy_name, symbol)
         self._now_ms = now_ms
-        self._lock = filelock.FileLock(f"{self.path}.lock", timeout=0)
+        self._lock = filelock.FileLock(f"{self.path}.lock", timeout=0, mode=0o600)
 
     def acquire(self) -> None:
         """Become the only process that writes this state file."""
@@ -134,25 +217,10 @@ class JsonSignalStore:
         except OSError as exc:
             raise StorageError(f"Cannot read {self.path}: {exc.strerror}.") from exc
         try:
-            parsed = _StateFile.model_validate_json(raw)
-        except pydantic.ValidationError as exc:
+            return parse_state(raw, self._names)
+        except UnusableStateFile as exc:
             self._move_aside(exc)
             return PersistedState()
-        exchange, strategy, symbol = self._names
-        if parsed.signal is not None and (
-            parsed.signal.exchange_name != exchange
-            or parsed.signal.strategy_name != strategy
-            or parsed.signal.symbol != symbol
-        ):
-            log.warning(
-                "%s holds a signal of %s/%s/%s, not of this run; it is ignored",
-                self.path,
-                parsed.signal.exchange_name,
-                parsed.signal.strategy_name,
-                parsed.signal.symbol,
-            )
-            return PersistedState(None, parsed.last_signal_call, parsed.last_tick)
-        return PersistedState(parsed.signal, parsed.last_signal_call, parsed.last_tick)
 
     def save(self, state: PersistedState) -> None:
         exchange, strategy, symbol = self._names
@@ -161,26 +229,33 @@ class JsonSignalStore:
             "exchange_name": exchange,
             "strategy_name": strategy,
             "symbol": symbol,
-            "signal": dataclasses.asdict(state.signal) if state.signal else None,
+            "signal": signal_to_dict(state.signal) if state.signal else None,
             "last_signal_call": state.last_signal_call,
             "last_tick": state.last_tick,
         }
-        atomic_write_bytes(self.path, json.dumps(document, indent=2).encode() + b"\n")
+        try:
+            text = json.dumps(document, indent=2, allow_nan=False)
+        except ValueError as exc:  # NaN: validation let a bad number through; keep the old file
+            raise StorageError(f"Refusing to write {self.path}: {exc} in {document}.") from exc
+        atomic_write_bytes(self.path, text.encode() + b"\n")
 
-    def _move_aside(self, problem: Exception) -> None:
+    def _move_aside(self, problem: UnusableStateFile) -> None:
+        foreign = isinstance(problem, ForeignStateFile)
+        kind = "foreign" if foreign else "corrupt"
         stamp = file_stamp(self._now_ms())
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        aside = self.path.with_name(f"{self.path.name}.{kind}-{stamp}")
         try:
             os.replace(self.path, aside)
         except OSError as exc:
             raise StorageError(
-                f"{self.path} is corrupt and could not be moved aside: {exc.strerror}. "
-                "Move it away by hand, then restart."
+                f"{self.path} cannot be used ({problem}) and could not be moved aside: "
+                f"{exc.strerror}. Move it away by hand, then restart."
             ) from exc
         log.error(
-            "CORRUPT STATE FILE %s could not be read (%s). It was kept as %s; "
+            "%s STATE FILE %s cannot be used: %s. It was kept as %s; "
             "this symbol starts with no open signal. Inspect that file before trading on.",
+            kind.upper(),
             self.path,
-            str(problem).splitlines()[0],
+            problem,
             aside,
         )
