@@ -10,14 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from btkit.domain import ClosedResult, OpenSignal
-from btkit.report.markdown import ReportInput, render
-from btkit.report.picture import INSTALL_HINT, draw_equity_curve
+from btkit.report.markdown import BASIS, ReportInput, render
+from btkit.report.picture import draw_equity_curve
 from btkit.report.statistics import Trade, breakdown, summarize
 from btkit.store.atomic import write_private
 from btkit.store.ledger import LedgerContents, Query, SqliteLedger
 from btkit.timefmt import format_time
 
 log = logging.getLogger(__name__)
+
+TERMINAL_EVENTS = 10
+"""Events a terminal shows under the summary; the report file keeps every one."""
+PICTURE_BASIS = "stake compounded trade after trade"
 
 
 def default_report_path(logs_dir: Path, query: Query) -> Path:
@@ -38,27 +42,41 @@ def _context(query: Query, contents: LedgerContents) -> dict[str, str]:
     return context
 
 
-def markdown_report(contents: LedgerContents, query: Query, *, picture: Path | None = None) -> str:
-    title = f"{query.mode.capitalize()} report: {query.strategy}"
-    text = render(
-        ReportInput(title, contents.trades, contents.still_open, _context(query, contents))
-    )
-    if not contents.trades:
+def _title(query: Query) -> str:
+    return f"{query.mode.capitalize()} report: {query.strategy}"
+
+
+def _with_picture(text: str, picture: Path | None) -> str:
+    if picture is None:
         return text
-    if picture is not None:
-        link = os.path.relpath(picture, picture.parent)
-        return text.replace("## Summary", f"![Equity curve]({link})\n\n## Summary", 1)
-    return text.replace(
-        "## Summary", f"_No equity curve picture: {INSTALL_HINT}._\n\n## Summary", 1
+    link = os.path.relpath(picture, picture.parent)
+    return text.replace("## Summary", f"![Equity curve]({link})\n\n## Summary", 1)
+
+
+def markdown_report(contents: LedgerContents, query: Query, *, picture: Path | None = None) -> str:
+    report = ReportInput(
+        _title(query), contents.trades, contents.still_open, _context(query, contents)
     )
+    return _with_picture(render(report), picture)
+
+
+def terminal_report(contents: LedgerContents, query: Query, path: Path) -> str:
+    """What a terminal shows: the summary and the last events; the file at `path` has all."""
+    report = ReportInput(
+        _title(query), contents.trades, contents.still_open, _context(query, contents)
+    )
+    where = f"{path} (equity picture: {_picture_path(path)})" if contents.trades else str(path)
+    return render(report, last_events=TERMINAL_EVENTS, full_report=where)
+
+
+def _picture_path(path: Path) -> Path:
+    return path.with_suffix(".png")
 
 
 def write_markdown_report(contents: LedgerContents, query: Query, path: Path) -> Path:
-    """Write the Markdown and, where possible, the PNG beside it (same name)."""
+    """Write the Markdown and the equity picture beside it (same name, .png)."""
     picture = draw_equity_curve(
-        contents.trades,
-        f"{query.strategy} ({query.mode}): cumulative PnL %",
-        path.with_suffix(".png"),
+        contents.trades, f"{query.strategy} ({query.mode}): {PICTURE_BASIS}", _picture_path(path)
     )
     return write_private(path, markdown_report(contents, query, picture=picture).encode())
 
@@ -74,12 +92,27 @@ def results_report(
     return render(ReportInput(title, trades, still_open, context))
 
 
+def write_results_report(
+    title: str,
+    closed: Sequence[ClosedResult],
+    still_open: Sequence[OpenSignal],
+    context: dict[str, str],
+    path: Path,
+) -> Path:
+    """`results_report` written to `path`, with its equity picture beside it."""
+    trades = [Trade.from_closed(c) for c in closed]
+    picture = draw_equity_curve(trades, f"{title}: {PICTURE_BASIS}", _picture_path(path))
+    text = _with_picture(render(ReportInput(title, trades, still_open, context)), picture)
+    return write_private(path, text.encode())
+
+
 def json_report(contents: LedgerContents, query: Query) -> dict[str, Any]:
     return {
         "strategy": query.strategy,
         "mode": query.mode,
         "run_id": contents.run_id,
         "filters": {"symbol": query.symbol, "since": query.since, "until": query.until},
+        "basis": BASIS,
         "summary": dataclasses.asdict(summarize(contents.trades)),
         "per_symbol": {
             k: dataclasses.asdict(v)

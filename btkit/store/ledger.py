@@ -150,6 +150,14 @@ def _closed_row(run_id: str, mode: Mode, result: ClosedResult) -> tuple[object, 
     )
 
 
+def unreadable_ledger(path: Path, reason: object) -> StorageError:
+    return StorageError(
+        f"Cannot read the ledger {path}: {reason}. It was left untouched. If it is damaged, "
+        f"move it aside (`mv {path} {path}.damaged`): the next run starts a new ledger; "
+        "state files and open signals are not affected."
+    )
+
+
 class SqliteLedger:
     def __init__(self, path: Path, *, run_id: str = LIVE_RUN, mode: Mode = "live") -> None:
         self.path = path
@@ -178,6 +186,28 @@ class SqliteLedger:
                 f"Cannot open the ledger {path}: {exc}. If the file is damaged, move it aside "
                 "(reports start empty; state files are not affected) and restart."
             ) from exc
+
+    @classmethod
+    def open_for_reading(cls, path: Path) -> SqliteLedger:
+        """For reports: open an existing ledger creating, migrating and locking nothing.
+
+        A file that is not a whole btkit ledger is a StorageError that names it;
+        the file is left exactly as it is.
+        """
+        ledger = cls.__new__(cls)
+        ledger.path, ledger.run_id, ledger.mode = path, LIVE_RUN, "live"
+        try:
+            uri = f"{path.resolve().as_uri()}?mode=rw"  # never creates the file
+            ledger._db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+            version = ledger._db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise unreadable_ledger(path, exc) from exc
+        if version == len(_MIGRATIONS):
+            return ledger
+        ledger.close()
+        if version == 0:
+            raise unreadable_ledger(path, "the file is empty or is not a btkit ledger")
+        return cls(path)  # an older schema: migrate as any run would (or say it is newer)
 
     def close(self) -> None:
         self._db.close()
