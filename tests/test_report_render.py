@@ -1,0 +1,73 @@
+"""The report's forms: JSON nulls, the terminal's short form, the two-panel picture."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from btkit.domain import OpenSignal
+from btkit.report.builder import json_report, markdown_report, terminal_report
+from btkit.report.picture import draw_equity_curve, equity_figure
+from btkit.report.statistics import Trade
+from btkit.store.ledger import LedgerContents, Query
+
+HOUR = 3_600_000
+
+
+def trade(pnl: float, n: int) -> Trade:
+    opened = n * HOUR
+    return Trade(
+        f"id{n}", "ETHBTC", "long", opened, opened + HOUR // 2, "take_profit", 1, 1, 1.1, 0.9, pnl
+    )
+
+
+def test_json_with_no_closed_signal_is_null_but_for_the_counts():
+    still_open = OpenSignal("s1", "long", 1.0, 1.1, 0.9, 60, "ETHBTC", "x", "replay", HOUR)
+    document = json_report(LedgerContents([], [still_open], None), Query("x"))
+    text = json.dumps(document, allow_nan=False)  # strict JSON: no NaN, no Infinity
+    summary = json.loads(text)["summary"]
+    assert summary["trades"] == summary["wins"] == summary["losses"] == 0
+    assert summary["sharpe"] is None
+    assert summary["total_pnl"] is None
+    assert summary["max_drawdown"] is None
+    assert summary["win_rate"] is None
+
+
+def test_equal_pnls_give_a_null_sharpe_in_json():
+    document = json_report(LedgerContents([trade(0.1, n) for n in range(5)], [], None), Query("x"))
+    assert document["summary"]["sharpe"] is None
+    assert document["summary"]["stdev"] == 0
+    assert "compounded" in document["basis"]
+
+
+def test_a_terminal_shows_the_summary_and_the_last_events_only(tmp_path):
+    contents = LedgerContents([trade(0.5 if n % 2 else -0.4, n) for n in range(400)], [], None)
+    path = tmp_path / "x.md"
+    full = markdown_report(contents, Query("x"))
+    short = terminal_report(contents, Query("x"), path)
+    assert full.count("| closed |") == 400
+    assert short.count("| closed |") + short.count("| opened |") == 10
+    assert f"The last 10 of 800 events; all of them are in {path}" in short
+    assert "Max drawdown (of the stake, from its peak)" in short
+    assert short.index("## Summary") < short.index("## Events")
+
+
+def test_the_picture_has_an_equity_and_a_drawdown_panel(tmp_path):
+    from matplotlib import pyplot
+
+    trades = [trade(p, n) for n, p in enumerate([1.0, -30.0, 2.0, -50.0])]
+    figure = equity_figure(trades, "x")
+    try:
+        top, bottom = figure.axes
+        assert "drawdown" in bottom.get_ylabel()
+        falls = bottom.lines[0].get_ydata()
+        # 1.01 -> 0.707 -> 0.72114 -> 0.36057: from the peak 1.01, -64.3 %
+        assert min(falls) == pytest.approx(-(1 - 0.36057 / 1.01) * 100, abs=1e-3)
+        assert max(top.lines[0].get_ydata()) == pytest.approx(1.0)
+    finally:
+        pyplot.close(figure)
+    path = draw_equity_curve(trades, "x", tmp_path / "x.png")
+    assert path is not None
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert path.stat().st_mode & 0o777 == 0o600
