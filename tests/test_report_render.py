@@ -7,7 +7,7 @@ import json
 import pytest
 
 from btkit.domain import OpenSignal
-from btkit.report.builder import json_report, markdown_report, terminal_report
+from btkit.report.builder import json_report, write_report_forms
 from btkit.report.picture import draw_equity_curve, equity_figure
 from btkit.report.statistics import Trade
 from btkit.store.ledger import LedgerContents, Query
@@ -44,11 +44,15 @@ def test_equal_pnls_give_a_null_sharpe_in_json():
 def test_a_terminal_shows_the_summary_and_the_last_events_only(tmp_path):
     contents = LedgerContents([trade(0.5 if n % 2 else -0.4, n) for n in range(400)], [], None)
     path = tmp_path / "x.md"
-    full = markdown_report(contents, Query("x"))
-    short = terminal_report(contents, Query("x"), path)
+    short = write_report_forms(contents, Query("x"), path)
+    full = path.read_text()
     assert full.count("| closed |") == 400
     assert short.count("| closed |") + short.count("| opened |") == 10
-    assert f"The last 10 of 800 events; all of them are in {path}" in short
+    picture = tmp_path / "x.png"
+    assert (
+        f"The last 10 of 800 events; all of them are in {path} (equity picture: {picture})" in short
+    )
+    assert "![Equity curve](x.png)" in full
     assert "Max drawdown (of the stake, from its peak)" in short
     assert short.index("## Summary") < short.index("## Events")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from btkit.domain import ClosedResult, OpenSignal
-from btkit.report.markdown import BASIS, ReportInput, render
+from btkit.report.markdown import BASIS, ReportInput, render, render_forms
 from btkit.report.picture import draw_equity_curve
 from btkit.report.statistics import Trade, breakdown, summarize
 from btkit.store.atomic import write_private
@@ -42,10 +42,6 @@ def _context(query: Query, contents: LedgerContents) -> dict[str, str]:
     return context
 
 
-def _title(query: Query) -> str:
-    return f"{query.mode.capitalize()} report: {query.strategy}"
-
-
 def _with_picture(text: str, picture: Path | None) -> str:
     if picture is None:
         return text
@@ -53,20 +49,13 @@ def _with_picture(text: str, picture: Path | None) -> str:
     return text.replace("## Summary", f"![Equity curve]({link})\n\n## Summary", 1)
 
 
+def _input(contents: LedgerContents, query: Query) -> ReportInput:
+    title = f"{query.mode.capitalize()} report: {query.strategy}"
+    return ReportInput(title, contents.trades, contents.still_open, _context(query, contents))
+
+
 def markdown_report(contents: LedgerContents, query: Query, *, picture: Path | None = None) -> str:
-    report = ReportInput(
-        _title(query), contents.trades, contents.still_open, _context(query, contents)
-    )
-    return _with_picture(render(report), picture)
-
-
-def terminal_report(contents: LedgerContents, query: Query, path: Path) -> str:
-    """What a terminal shows: the summary and the last events; the file at `path` has all."""
-    report = ReportInput(
-        _title(query), contents.trades, contents.still_open, _context(query, contents)
-    )
-    where = f"{path} (equity picture: {_picture_path(path)})" if contents.trades else str(path)
-    return render(report, last_events=TERMINAL_EVENTS, full_report=where)
+    return _with_picture(render(_input(contents, query)), picture)
 
 
 def _picture_path(path: Path) -> Path:
@@ -75,10 +64,21 @@ def _picture_path(path: Path) -> Path:
 
 def write_markdown_report(contents: LedgerContents, query: Query, path: Path) -> Path:
     """Write the Markdown and the equity picture beside it (same name, .png)."""
+    write_report_forms(contents, query, path)
+    return path
+
+
+def write_report_forms(contents: LedgerContents, query: Query, path: Path) -> str:
+    """Write the report and its picture; return the terminal form (summary, last events)."""
     picture = draw_equity_curve(
         contents.trades, f"{query.strategy} ({query.mode}): {PICTURE_BASIS}", _picture_path(path)
     )
-    return write_private(path, markdown_report(contents, query, picture=picture).encode())
+    where = f"{path} (equity picture: {picture})" if picture else str(path)
+    full, short = render_forms(
+        _input(contents, query), last_events=TERMINAL_EVENTS, full_report=where
+    )
+    write_private(path, _with_picture(full, picture).encode())
+    return short
 
 
 def results_report(

@@ -135,9 +135,23 @@ def _event_lines(trades: Sequence[Trade], still_open: Sequence[OpenSignal]) -> l
     return [line for *_, line in keyed]
 
 
-def render(report: ReportInput, *, last_events: int | None = None, full_report: str = "") -> str:
-    """The whole report, or (for a terminal) its summary and the last `last_events` events,
-    with a line saying the full table is in `full_report`."""
+_EVENT_COLUMNS = "Time,Action,Symbol,Signal ID,Position,Open,TP,SL,PnL %,Close reason,Duration"
+_EVENT_HEADER = _table(_EVENT_COLUMNS.split(","), [])
+
+
+def render(report: ReportInput) -> str:
+    """The whole report: summary, breakdowns and every event."""
+    return render_forms(report)[0]
+
+
+def render_forms(
+    report: ReportInput, *, last_events: int = 10, full_report: str = ""
+) -> tuple[str, str]:
+    """The whole report and its terminal form, built in one pass.
+
+    The terminal form has the summary and the last `last_events` events, with a
+    line saying the full table is in `full_report`.
+    """
     lines = [f"# {report.title}", ""]
     lines += [f"- **{key}**: {value}" for key, value in report.context.items()]
     if report.context:
@@ -148,7 +162,8 @@ def render(report: ReportInput, *, last_events: int | None = None, full_report: 
             "with this strategy first.",
             "",
         ]
-        return "\n".join(lines)
+        text = "\n".join(lines)
+        return text, text
     lines += ["## Summary", "", BASIS, ""]
     lines += _table(["Figure", "Value"], summary_rows(summarize(report.trades)))
     if report.trades:
@@ -163,25 +178,10 @@ def render(report: ReportInput, *, last_events: int | None = None, full_report: 
             "(listed as such below, never given an invented close).",
         ]
     lines += ["", "## Events", ""]
-    header = [
-        "Time",
-        "Action",
-        "Symbol",
-        "Signal ID",
-        "Position",
-        "Open",
-        "TP",
-        "SL",
-        "PnL %",
-        "Close reason",
-        "Duration",
-    ]
     events = _event_lines(report.trades, report.still_open)
-    if last_events is not None and len(events) > last_events:
+    full = "\n".join([*lines, *_EVENT_HEADER, *events, ""])
+    if len(events) > last_events:
         where = f" in {full_report}" if full_report else " in the report file"
         lines += [f"The last {last_events} of {len(events)} events; all of them are{where}.", ""]
         events = events[len(events) - last_events :]
-    lines += _table(header, [])
-    lines += events
-    lines.append("")
-    return "\n".join(lines)
+    return full, "\n".join([*lines, *_EVENT_HEADER, *events, ""])

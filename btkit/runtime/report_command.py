@@ -15,8 +15,7 @@ from btkit.errors import ConfigError
 from btkit.report.builder import (
     default_report_path,
     json_report,
-    terminal_report,
-    write_markdown_report,
+    write_report_forms,
 )
 from btkit.runtime.status import open_positions
 from btkit.settings import Settings
@@ -60,8 +59,7 @@ def run_report(
             console.print(text, markup=False, highlight=False, soft_wrap=True)
         return 0
     target = out or default_report_path(settings.logs_dir, query)
-    write_markdown_report(contents, query, target)
-    console.print(Markdown(terminal_report(contents, query, target)))
+    console.print(Markdown(write_report_forms(contents, query, target)))
     console.print(f"report written to {target}", highlight=False, soft_wrap=True)
     return 0
 
