@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 
 from btkit.clock import WallClock
 
@@ -217,3 +218,21 @@ def test_backtest_shows_the_last_signals_and_its_report_has_the_picture(project)
     assert printed.stdout.count(" closed ") <= 10
     assert "The last 10 of" in printed.stdout
     assert "my-strategy.md" in printed.stdout
+
+
+def test_a_close_without_a_valid_pnl_is_left_out_and_named(project):
+    assert project.run("backtest", "ETHBTC", "-s", "my-strategy").returncode == 0
+    args = ("report", "my-strategy", "--mode", "backtest", "--format", "json")
+    before = json.loads(project.run(*args).stdout)["summary"]["trades"]
+    db = sqlite3.connect(project.root / "data" / "btkit.sqlite")
+    with db:  # what an older btkit stored for a close at a NaN price
+        db.execute(
+            "UPDATE events SET pnl_percentage = NULL, price_close = NULL WHERE rowid = "
+            "(SELECT min(rowid) FROM events WHERE action = 'closed')"
+        )
+    db.close()
+    done = project.run(*args)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["summary"]["trades"] == before - 1
+    assert "1 closed signal(s) in the ledger have no valid PnL" in done.stderr
+    assert project.run("report", "my-strategy", "--mode", "backtest").returncode == 0

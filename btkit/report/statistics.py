@@ -210,6 +210,18 @@ def summarize(trades: Sequence[Trade]) -> Summary:
     )
 
 
+def without_invalid(trades: Sequence[Trade]) -> tuple[list[Trade], list[Trade]]:
+    """(trades with a finite PnL, the others): a ledger from an older btkit may hold a
+    close whose price was NaN (its PnL stored as NULL); it cannot enter any figure."""
+    valid: list[Trade] = []
+    invalid: list[Trade] = []
+    for trade in trades:
+        pnl: object = trade.pnl_percentage
+        usable = isinstance(pnl, float | int) and math.isfinite(pnl)
+        (valid if usable else invalid).append(trade)
+    return valid, invalid
+
+
 def breakdown(trades: Sequence[Trade], key: Callable[[Trade], str]) -> dict[str, Summary]:
     groups: dict[str, list[Trade]] = {}
     for trade in trades:

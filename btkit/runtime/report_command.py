@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -17,11 +19,14 @@ from btkit.report.builder import (
     json_report,
     write_report_forms,
 )
+from btkit.report.statistics import without_invalid
 from btkit.runtime.status import open_positions
 from btkit.settings import Settings
 from btkit.store.atomic import write_private
 from btkit.store.ledger import LedgerContents, Query, SqliteLedger, unreadable_ledger
 from btkit.timefmt import format_time
+
+log = logging.getLogger(__name__)
 
 
 def _read(path: Path, query: Query) -> LedgerContents:
@@ -39,11 +44,21 @@ def _read(path: Path, query: Query) -> LedgerContents:
                 f"The ledger has no events of strategy {query.strategy!r}. "
                 f"Strategies with events: {', '.join(known) or 'none'}."
             )
-        return ledger.read(query)
+        contents = ledger.read(query)
     except sqlite3.Error as exc:
         raise unreadable_ledger(path, exc) from exc
     finally:
         ledger.close()
+    trades, invalid = without_invalid(contents.trades)
+    if invalid:
+        names = ", ".join(t.signal_id for t in invalid[:5]) + (", ..." if len(invalid) > 5 else "")
+        log.warning(
+            "%d closed signal(s) in the ledger have no valid PnL (a NaN price) and are left "
+            "out of the report: %s",
+            len(invalid),
+            names,
+        )
+    return dataclasses.replace(contents, trades=trades)
 
 
 def run_report(
