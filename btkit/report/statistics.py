@@ -121,13 +121,6 @@ def drawdowns(equity: Floats) -> Floats:
     return (1.0 - equity / peaks) * 100.0
 
 
-def max_drawdown(pnls: Floats) -> float | None:
-    """Largest fall of the compounded stake from an earlier peak, in %; None without trades."""
-    if len(pnls) == 0:
-        return None
-    return float(np.max(drawdowns(equity_curve(pnls))))
-
-
 def longest_streak(members: npt.NDArray[np.bool_]) -> int:
     """Longest run of True."""
     if not members.any():
