@@ -161,7 +161,7 @@ def test_report_on_a_damaged_ledger_is_a_clear_error_and_touches_nothing(project
             done = project.run("report", "my-strategy", "--mode", "backtest", "--format", form)
             assert done.returncode == 1, (kind, done.stdout, done.stderr)
             assert "Traceback" not in done.stderr, kind
-            assert f"Cannot read the ledger {ledger.relative_to(project.root)}" in done.stderr
+            assert f"the ledger {ledger.relative_to(project.root)}: " in done.stderr
             assert "move it aside" in done.stderr
             assert ledger.read_bytes() == _damage(whole, kind), kind
             assert _listing(ledger.parent) == before, kind

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from btkit.domain import OpenSignal
-from btkit.report.builder import json_report, write_report_forms
+from btkit.domain import ClosedResult, OpenSignal, Pnl
+from btkit.report.builder import LiveReportWriter, json_report, write_report_forms
 from btkit.report.picture import draw_equity_curve, equity_figure
 from btkit.report.statistics import Trade
-from btkit.store.ledger import LedgerContents, Query
+from btkit.store.ledger import LedgerContents, Query, SqliteLedger
 
 HOUR = 3_600_000
 
@@ -75,3 +75,48 @@ def test_the_picture_has_an_equity_and_a_drawdown_panel(tmp_path):
     assert path is not None
     assert path.read_bytes().startswith(b"\x89PNG")
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def _close(ledger: SqliteLedger, n: int, pnl: float) -> None:
+    signal = OpenSignal(f"s{n}", "long", 1.0, 1.1, 0.9, 60, "ETHBTC", "x", "replay", n * HOUR)
+    ledger.record_opened(signal)
+    ledger.record_closed(
+        ClosedResult(
+            strategy_name="x",
+            exchange_name="replay",
+            symbol="ETHBTC",
+            timestamp=n * HOUR + HOUR // 2,
+            current_price=1.0,
+            signal=signal,
+            close_reason="time_expired",
+            close_timestamp=n * HOUR + HOUR // 2,
+            pnl=Pnl(pnl, 1.0, 1.0),
+        )
+    )
+
+
+def test_the_live_report_redraws_its_picture_at_most_once_a_minute(tmp_path):
+    ledger = SqliteLedger(tmp_path / "btkit.sqlite")
+    now = [0.0]
+    writer = LiveReportWriter(ledger, tmp_path / "logs", "x", lambda: now[0])
+    report = tmp_path / "logs" / "live" / "x.md"
+    picture = report.with_suffix(".png")
+    _close(ledger, 0, 1.0)
+    writer.on_closed()
+    first = picture.read_bytes()
+    assert "| Closed signals | 1 |" in report.read_text()
+    for n, second in enumerate((2.0, 30.0), start=1):  # Markdown rewritten, picture kept
+        now[0] = second
+        _close(ledger, n, -2.0)
+        writer.on_closed()
+        assert f"| Closed signals | {n + 1} |" in report.read_text()
+        assert "![Equity curve](x.png)" in report.read_text()
+        assert picture.read_bytes() == first
+    writer.flush()  # on stop: the picture catches up
+    assert picture.read_bytes() != first
+    stopped = picture.read_bytes()
+    now[0] = 95.0
+    _close(ledger, 3, 0.5)
+    writer.on_closed()
+    assert picture.read_bytes() != stopped
+    ledger.close()

@@ -62,17 +62,27 @@ def _picture_path(path: Path) -> Path:
     return path.with_suffix(".png")
 
 
-def write_markdown_report(contents: LedgerContents, query: Query, path: Path) -> Path:
-    """Write the Markdown and the equity picture beside it (same name, .png)."""
-    write_report_forms(contents, query, path)
+def write_markdown_report(
+    contents: LedgerContents, query: Query, path: Path, *, draw_picture: bool = True
+) -> Path:
+    """Write the Markdown and the equity picture beside it (same name, .png).
+
+    Without `draw_picture` the picture already there (if any) is linked as it is.
+    """
+    write_report_forms(contents, query, path, draw_picture=draw_picture)
     return path
 
 
-def write_report_forms(contents: LedgerContents, query: Query, path: Path) -> str:
+def write_report_forms(
+    contents: LedgerContents, query: Query, path: Path, *, draw_picture: bool = True
+) -> str:
     """Write the report and its picture; return the terminal form (summary, last events)."""
-    picture = draw_equity_curve(
-        contents.trades, f"{query.strategy} ({query.mode}): {PICTURE_BASIS}", _picture_path(path)
-    )
+    picture: Path | None = _picture_path(path)
+    if draw_picture:
+        title = f"{query.strategy} ({query.mode}): {PICTURE_BASIS}"
+        picture = draw_equity_curve(contents.trades, title, _picture_path(path))
+    elif not (contents.trades and _picture_path(path).exists()):
+        picture = None
     where = f"{path} (equity picture: {picture})" if picture else str(path)
     full, short = render_forms(
         _input(contents, query), last_events=TERMINAL_EVENTS, full_report=where
@@ -146,7 +156,9 @@ class LiveReportWriter:
     """Rewrites `<logs>/live/<strategy>.md` from the ledger after `closed` events.
 
     At most once per `min_interval` seconds (a fast replay closes many signals a
-    second); `flush` writes the last state on stop.
+    second), the picture at most once per `picture_interval` (drawing it takes
+    the event loop far longer than the Markdown); `flush` writes the last state,
+    picture included, on stop.
     """
 
     def __init__(
@@ -156,14 +168,18 @@ class LiveReportWriter:
         strategy: str,
         clock: Any,
         min_interval: float = 1.0,
+        picture_interval: float = 60.0,
     ) -> None:
         self._ledger = ledger
         self._query = Query(strategy=strategy, mode="live")
         self._path = default_report_path(logs_dir, self._query)
         self._monotonic = clock
         self._min_interval = min_interval
+        self._picture_interval = picture_interval
         self._last_write: float | None = None
+        self._last_picture: float | None = None
         self._dirty = False
+        self._picture_stale = False
 
     def on_closed(self) -> None:
         now = self._monotonic()
@@ -173,13 +189,22 @@ class LiveReportWriter:
         self._write(now)
 
     def flush(self) -> None:
-        if self._dirty:
+        if self._dirty or self._picture_stale:
             try:
-                self._write(self._monotonic())
+                self._write(self._monotonic(), final=True)
             except Exception:  # derived data: never let it mask how the run ended
                 log.exception("could not rewrite the live report on exit")
 
-    def _write(self, now: float) -> None:
-        write_markdown_report(self._ledger.read(self._query), self._query, self._path)
+    def _write(self, now: float, *, final: bool = False) -> None:
+        draw = (
+            final
+            or self._last_picture is None
+            or now - self._last_picture >= self._picture_interval
+        )
+        contents = self._ledger.read(self._query)
+        write_markdown_report(contents, self._query, self._path, draw_picture=draw)
         self._last_write = now
         self._dirty = False
+        if draw:
+            self._last_picture = now
+        self._picture_stale = not draw

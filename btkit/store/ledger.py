@@ -189,25 +189,24 @@ class SqliteLedger:
 
     @classmethod
     def open_for_reading(cls, path: Path) -> SqliteLedger:
-        """For reports: open an existing ledger creating, migrating and locking nothing.
+        """For reports: an existing ledger, checked before it is opened as usual.
 
-        A file that is not a whole btkit ledger is a StorageError that names it;
-        the file is left exactly as it is.
+        Opening as usual would turn an empty or foreign file into a new ledger; here
+        a file that is not a btkit ledger is a StorageError naming it, and is left
+        exactly as it is.
         """
-        ledger = cls.__new__(cls)
-        ledger.path, ledger.run_id, ledger.mode = path, LIVE_RUN, "live"
         try:
             uri = f"{path.resolve().as_uri()}?mode=rw"  # never creates the file
-            ledger._db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
-            version = ledger._db.execute("PRAGMA user_version").fetchone()[0]
+            probe = sqlite3.connect(uri, uri=True, timeout=30)
+            try:
+                version = probe.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                probe.close()
         except sqlite3.Error as exc:
             raise unreadable_ledger(path, exc) from exc
-        if version == len(_MIGRATIONS):
-            return ledger
-        ledger.close()
         if version == 0:
             raise unreadable_ledger(path, "the file is empty or is not a btkit ledger")
-        return cls(path)  # an older schema: migrate as any run would (or say it is newer)
+        return cls(path)
 
     def close(self) -> None:
         self._db.close()
