@@ -4,8 +4,10 @@
 
 Fills a temporary ledger with deterministic closed signals (one batch insert),
 then times each step of `btkit report`: reading the ledger, the statistics,
-the Markdown, the JSON document, and the equity picture. Printed, not asserted
-(goal: the Markdown report well under a second).
+the Markdown, the JSON document, the equity picture (stake and drawdown
+panels), and what `btkit report` does: the file, the picture and the
+terminal form. Printed, not asserted (goal: the Markdown report well under
+a second).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 
 from btkit.domain import ClosedResult, OpenedResult, OpenSignal, Pnl
-from btkit.report.builder import json_report, markdown_report
+from btkit.report.builder import json_report, markdown_report, write_report_forms
 from btkit.report.picture import draw_equity_curve
 from btkit.report.statistics import summarize
 from btkit.store.ledger import Query, SqliteLedger
@@ -76,7 +78,7 @@ def fill(ledger: SqliteLedger, count: int) -> None:
 def timed(label: str, action):  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     value = action()
-    print(f"{label:<28} {time.perf_counter() - started:8.3f} s")
+    print(f"{label:<44} {time.perf_counter() - started:8.3f} s")
     return value
 
 
@@ -93,13 +95,17 @@ def main() -> None:
         timed("statistics", lambda: summarize(contents.trades))
         text = timed("markdown", lambda: markdown_report(contents, query))
         markdown_seconds = time.perf_counter() - total
+        timed(
+            "btkit report: file, picture, terminal form",
+            lambda: write_report_forms(contents, query, Path(folder) / "report.md"),
+        )
         timed("json document", lambda: json.dumps(json_report(contents, query)))
         timed(
             "equity picture (png)",
             lambda: draw_equity_curve(contents.trades, "bench", Path(folder) / "bench.png"),
         )
         print(
-            f"{'markdown report, end to end':<28} {markdown_seconds:8.3f} s "
+            f"{'markdown report, end to end':<44} {markdown_seconds:8.3f} s "
             f"({len(text) / 1e6:.1f} MB of Markdown)"
         )
         ledger.close()

@@ -19,36 +19,55 @@ class ReportInput:
     context: dict[str, str] = field(default_factory=dict)
 
 
+BASIS = (
+    "PnL is per trade, in % of the stake, after fees and slippage. Equity is a stake of 1 "
+    "reinvested whole in each trade in close order (compounded; trades that overlapped in "
+    "time are counted one after another); drawdown and yearly returns are on that stake."
+)
+
+
 def _number(value: float | None, digits: int = 4, suffix: str = "") -> str:
-    return "N/A" if value is None else f"{value:.{digits}f}{suffix}"
+    if value is None:
+        return "N/A"
+    if abs(value) >= 1e9:  # compounding can outgrow fixed notation
+        return f"{value:.3e}{suffix}"
+    return f"{value:,.{digits}f}{suffix}"
 
 
 def _signed(value: float | None) -> str:
-    return "N/A" if value is None else f"{value:+.4f}%"
+    if value is None:
+        return "N/A"
+    return f"{value:+.3e}%" if abs(value) >= 1e9 else f"{value:+,.4f}%"
 
 
 def summary_rows(summary: Summary) -> list[tuple[str, str]]:
     s = summary
+    outcome = f"({s.wins}W / {s.losses}L / {s.break_even} break-even)"
     return [
         ("Closed signals", str(s.trades)),
-        ("Win rate", f"{_number(s.win_rate, 2, '%')} ({s.wins}W / {s.losses}L)"),
-        ("Average PnL", _signed(s.average_pnl)),
-        ("Total PnL", _signed(s.total_pnl)),
-        ("Standard deviation", _number(s.stdev, 4, "%")),
-        ("Sharpe ratio", _number(s.sharpe)),
-        ("Annualized Sharpe ratio", _number(s.annualized_sharpe)),
-        ("Sortino ratio", _number(s.sortino)),
-        ("Certainty ratio", _number(s.certainty_ratio)),
-        ("Expected yearly returns", _signed(s.expected_yearly_returns)),
-        ("Max drawdown", _number(s.max_drawdown, 4, "%")),
-        ("Calmar ratio", _number(s.calmar)),
-        ("Profit factor", _number(s.profit_factor)),
-        ("Expectancy", _signed(s.expectancy)),
+        ("Win rate (of trades won or lost)", f"{_number(s.win_rate, 2, '%')} {outcome}"),
+        ("Average PnL per trade", _signed(s.average_pnl)),
+        ("Sum of trade PnLs (not compounded)", _signed(s.total_pnl)),
+        ("Compounded return of the stake", _signed(s.compounded_return)),
+        ("Standard deviation of trade PnL", _number(s.stdev, 4, "%")),
+        ("Sharpe ratio (per trade: mean / standard deviation)", _number(s.sharpe)),
+        ("Annualized Sharpe ratio (per-trade Sharpe x sqrt 365)", _number(s.annualized_sharpe)),
+        ("Sortino ratio (per trade: mean / downside deviation)", _number(s.sortino)),
+        ("Certainty ratio (average win / average loss)", _number(s.certainty_ratio)),
+        (
+            "Expected yearly returns (stake compounded over a year of back-to-back "
+            "trades of the average duration)",
+            _signed(s.expected_yearly_returns),
+        ),
+        ("Max drawdown (of the stake, from its peak)", _number(s.max_drawdown, 4, "%")),
+        ("Calmar ratio (expected yearly returns / max drawdown)", _number(s.calmar)),
+        ("Profit factor (sum of wins / sum of losses)", _number(s.profit_factor)),
+        ("Expectancy per trade", _signed(s.expectancy)),
         ("Average duration", _number(s.average_duration_minutes, 1, " min")),
         ("Best trade", _signed(s.best)),
         ("Worst trade", _signed(s.worst)),
-        ("Longest win streak", str(s.longest_win_streak)),
-        ("Longest loss streak", str(s.longest_loss_streak)),
+        ("Longest win streak (trades)", str(s.longest_win_streak)),
+        ("Longest loss streak (trades; a break-even ends a streak)", str(s.longest_loss_streak)),
     ]
 
 
@@ -66,11 +85,13 @@ def _breakdown_table(groups: dict[str, Summary], label: str) -> list[str]:
             _number(s.win_rate, 2, "%"),
             _signed(s.average_pnl),
             _signed(s.total_pnl),
+            _signed(s.compounded_return),
             _number(s.max_drawdown, 4, "%"),
         ]
         for name, s in groups.items()
     ]
-    return _table([label, "Signals", "Win rate", "Average PnL", "Total PnL", "Max drawdown"], rows)
+    header = [label, "Signals", "Win rate", "Average PnL", "Sum of PnLs", "Compounded", "Drawdown"]
+    return _table(header, rows)
 
 
 def _minutes(stamps: list[int]) -> list[str]:
@@ -114,7 +135,23 @@ def _event_lines(trades: Sequence[Trade], still_open: Sequence[OpenSignal]) -> l
     return [line for *_, line in keyed]
 
 
+_EVENT_COLUMNS = "Time,Action,Symbol,Signal ID,Position,Open,TP,SL,PnL %,Close reason,Duration"
+_EVENT_HEADER = _table(_EVENT_COLUMNS.split(","), [])
+
+
 def render(report: ReportInput) -> str:
+    """The whole report: summary, breakdowns and every event."""
+    return render_forms(report)[0]
+
+
+def render_forms(
+    report: ReportInput, *, last_events: int = 10, full_report: str = ""
+) -> tuple[str, str]:
+    """The whole report and its terminal form, built in one pass.
+
+    The terminal form has the summary and the last `last_events` events, with a
+    line saying the full table is in `full_report`.
+    """
     lines = [f"# {report.title}", ""]
     lines += [f"- **{key}**: {value}" for key, value in report.context.items()]
     if report.context:
@@ -125,8 +162,9 @@ def render(report: ReportInput) -> str:
             "with this strategy first.",
             "",
         ]
-        return "\n".join(lines)
-    lines += ["## Summary", ""]
+        text = "\n".join(lines)
+        return text, text
+    lines += ["## Summary", "", BASIS, ""]
     lines += _table(["Figure", "Value"], summary_rows(summarize(report.trades)))
     if report.trades:
         lines += ["", "## Per symbol", ""]
@@ -140,20 +178,10 @@ def render(report: ReportInput) -> str:
             "(listed as such below, never given an invented close).",
         ]
     lines += ["", "## Events", ""]
-    header = [
-        "Time",
-        "Action",
-        "Symbol",
-        "Signal ID",
-        "Position",
-        "Open",
-        "TP",
-        "SL",
-        "PnL %",
-        "Close reason",
-        "Duration",
-    ]
-    lines += _table(header, [])
-    lines += _event_lines(report.trades, report.still_open)
-    lines.append("")
-    return "\n".join(lines)
+    events = _event_lines(report.trades, report.still_open)
+    full = "\n".join([*lines, *_EVENT_HEADER, *events, ""])
+    if len(events) > last_events:
+        where = f" in {full_report}" if full_report else " in the report file"
+        lines += [f"The last {last_events} of {len(events)} events; all of them are{where}.", ""]
+        events = events[len(events) - last_events :]
+    return full, "\n".join([*lines, *_EVENT_HEADER, *events, ""])

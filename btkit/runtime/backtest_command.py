@@ -21,11 +21,11 @@ from rich.table import Table
 
 from btkit.clock import WallClock
 from btkit.domain import MINUTE_MS, result_to_dict
-from btkit.report.builder import results_report
+from btkit.report.builder import TERMINAL_EVENTS, write_results_report
+from btkit.report.markdown import BASIS
 from btkit.report.statistics import Trade, summarize
 from btkit.runtime.backtest_jobs import SymbolOutcome, plan, run_all
 from btkit.settings import Settings
-from btkit.store.atomic import write_private
 from btkit.store.ledger import SqliteLedger
 from btkit.timefmt import format_time
 
@@ -107,24 +107,25 @@ def run_backtest_command(
                     highlight=False,
                 )
     summary_console = stderr if json_lines else stdout
+    if not json_lines and any(o.closed for o in outcomes):
+        summary_console.print(_last_closed_table(outcomes, TERMINAL_EVENTS))
     summary_console.print(_summary_table(outcomes))
     candles = sum((o.job.frame.end - o.job.frame.start) // MINUTE_MS + 1 for o in outcomes)
     # SQLite releases the GIL while it writes: record the run while the report renders.
     with ThreadPoolExecutor(max_workers=1) as pool:
         recording = pool.submit(record_in_ledger, settings, strategy.name, exchange, outcomes)
-        report = results_report(
+        path = write_results_report(
             f"Backtest report: {strategy.name}",
             [c for o in outcomes for c in o.closed],
             [o.still_open for o in outcomes if o.still_open is not None],
             {"Mode": "backtest", "Exchange": exchange, "Frames": frames_text(outcomes)},
-        )
-        path = write_private(
-            out or settings.logs_dir / "backtest" / f"{strategy.name}.md", report.encode()
+            out or settings.logs_dir / "backtest" / f"{strategy.name}.md",
         )
         run_id = recording.result()
     summary_console.print(
         f"{candles:,} minutes backtested in {elapsed:.2f} s "
-        f"({candles / max(elapsed, 1e-9):,.0f}/s); report written to {path}; "
+        f"({candles / max(elapsed, 1e-9):,.0f}/s); full report (every event, equity picture) "
+        f"written to {path}; "
         f"ledger run {run_id}",
         highlight=False,
         soft_wrap=True,
@@ -133,19 +134,54 @@ def run_backtest_command(
 
 
 def _summary_table(outcomes: Sequence[SymbolOutcome]) -> Table:
-    table = Table(title="Backtest summary")
-    for name in ("Symbol", "Signals", "Win rate", "Total PnL", "Max drawdown", "Still open"):
+    table = Table(title="Backtest summary", caption=BASIS)
+    for name in (
+        "Symbol",
+        "Signals",
+        "Win rate",
+        "Sum of PnLs",
+        "Compounded",
+        "Max drawdown",
+        "Still open",
+    ):
         table.add_column(name, justify="left" if name == "Symbol" else "right")
     for outcome in outcomes:
         s = summarize([Trade.from_closed(c) for c in outcome.closed])
-        win_rate = "N/A" if s.win_rate is None else f"{s.win_rate:.1f}% ({s.wins}W/{s.losses}L)"
-        colour = "green" if s.total_pnl >= 0 else "red"
+        win_rate = "N/A" if s.win_rate is None else f"{s.win_rate:.1f}%"
         table.add_row(
             outcome.job.symbol,
             str(s.trades),
-            win_rate,
-            f"[{colour}]{s.total_pnl:+.3f}%[/{colour}]",
-            f"{s.max_drawdown:.3f}%",
+            f"{win_rate} ({s.wins}W/{s.losses}L/{s.break_even}BE)",
+            _coloured(s.total_pnl),
+            _coloured(s.compounded_return),
+            "N/A" if s.max_drawdown is None else f"{s.max_drawdown:.3f}%",
             "1" if outcome.still_open else "0",
+        )
+    return table
+
+
+def _coloured(pnl: float | None) -> str:
+    if pnl is None:
+        return "N/A"
+    colour = "green" if pnl >= 0 else "red"
+    return f"[{colour}]{pnl:+.3f}%[/{colour}]"
+
+
+def _last_closed_table(outcomes: Sequence[SymbolOutcome], count: int) -> Table:
+    closed = sorted(
+        (c for o in outcomes for c in o.closed), key=lambda c: (c.close_timestamp, c.symbol)
+    )
+    table = Table(title=f"Last {min(count, len(closed))} of {len(closed)} closed signals")
+    for name in ("Closed", "Symbol", "Position", "Reason", "Open", "Close", "PnL"):
+        table.add_column(name, justify="right" if name in ("Open", "Close", "PnL") else "left")
+    for c in closed[-count:]:
+        table.add_row(
+            format_time(c.close_timestamp),
+            c.symbol,
+            c.signal.position,
+            c.close_reason,
+            f"{c.pnl.price_open:.8g}",
+            f"{c.pnl.price_close:.8g}",
+            _coloured(c.pnl.pnl_percentage),
         )
     return table

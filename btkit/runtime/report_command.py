@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
+import sqlite3
 from pathlib import Path
 
 from rich.console import Console
@@ -12,23 +15,29 @@ from rich.table import Table
 
 from btkit.clock import WallClock
 from btkit.errors import ConfigError
-from btkit.report.builder import default_report_path, json_report, write_markdown_report
+from btkit.report.builder import (
+    default_report_path,
+    json_report,
+    write_report_forms,
+)
+from btkit.report.statistics import without_invalid
 from btkit.runtime.status import open_positions
 from btkit.settings import Settings
-from btkit.store.ledger import Query, SqliteLedger
+from btkit.store.atomic import write_private
+from btkit.store.ledger import LedgerContents, Query, SqliteLedger, unreadable_ledger
 from btkit.timefmt import format_time
 
+log = logging.getLogger(__name__)
 
-def run_report(
-    settings: Settings, query: Query, *, out: Path | None, as_json: bool, console: Console
-) -> int:
-    path = settings.ledger_path
+
+def _read(path: Path, query: Query) -> LedgerContents:
+    """The query's events; a damaged ledger is a clear error and is left as it is."""
     if not path.exists():
         raise ConfigError(
             f"No ledger at {path} yet: run `btkit live` or `btkit backtest` first "
             "(or point --data-dir at the folder your daemon uses)."
         )
-    ledger = SqliteLedger(path)
+    ledger = SqliteLedger.open_for_reading(path)
     try:
         known = ledger.strategies()
         if query.strategy not in known:
@@ -37,20 +46,36 @@ def run_report(
                 f"Strategies with events: {', '.join(known) or 'none'}."
             )
         contents = ledger.read(query)
+    except sqlite3.Error as exc:
+        raise unreadable_ledger(path, exc) from exc
     finally:
         ledger.close()
+    trades, invalid = without_invalid(contents.trades)
+    if invalid:
+        names = ", ".join(t.signal_id for t in invalid[:5]) + (", ..." if len(invalid) > 5 else "")
+        log.warning(
+            "%d closed signal(s) in the ledger have no valid PnL (a NaN price) and are left "
+            "out of the report: %s",
+            len(invalid),
+            names,
+        )
+    return dataclasses.replace(contents, trades=trades)
+
+
+def run_report(
+    settings: Settings, query: Query, *, out: Path | None, as_json: bool, console: Console
+) -> int:
+    contents = _read(settings.ledger_path, query)
     if as_json:
-        document = json_report(contents, query)
-        text = json.dumps(document, indent=2)
+        text = json.dumps(json_report(contents, query), indent=2, allow_nan=False)
         if out is not None:
-            out.write_text(text + "\n")
+            write_private(out, (text + "\n").encode())
             console.print(f"report written to {out}", highlight=False, soft_wrap=True)
         else:
             console.print(text, markup=False, highlight=False, soft_wrap=True)
         return 0
     target = out or default_report_path(settings.logs_dir, query)
-    write_markdown_report(contents, query, target)
-    console.print(Markdown(target.read_text()))
+    console.print(Markdown(write_report_forms(contents, query, target)))
     console.print(f"report written to {target}", highlight=False, soft_wrap=True)
     return 0
 

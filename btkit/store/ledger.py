@@ -234,6 +234,14 @@ def _create_private(path: Path) -> None:
         os.close(fd)
 
 
+def unreadable_ledger(path: Path, reason: object) -> StorageError:
+    return StorageError(
+        f"Cannot read the ledger {path}: {reason}. It was left untouched. If it is damaged, "
+        f"move it aside (`mv {path} {path}.damaged`): the next run starts a new ledger; "
+        "state files and open signals are not affected."
+    )
+
+
 class SqliteLedger:
     def __init__(
         self,
@@ -275,6 +283,27 @@ class SqliteLedger:
                 f"Cannot open the ledger {path}: {exc}. If the file is damaged, move it aside "
                 "(reports start empty; state files are not affected) and restart."
             ) from exc
+
+    @classmethod
+    def open_for_reading(cls, path: Path) -> SqliteLedger:
+        """For reports: an existing ledger, checked before it is opened as usual.
+
+        Opening as usual would turn an empty or foreign file into a new ledger; here
+        a file that is not a btkit ledger is a StorageError naming it, and is left
+        exactly as it is.
+        """
+        try:
+            uri = f"{path.resolve().as_uri()}?mode=rw"  # never creates the file
+            probe = sqlite3.connect(uri, uri=True, timeout=30)
+            try:
+                version = probe.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                probe.close()
+        except sqlite3.Error as exc:
+            raise unreadable_ledger(path, exc) from exc
+        if version == 0:
+            raise unreadable_ledger(path, "the file is empty or is not a btkit ledger")
+        return cls(path)
 
     def close(self) -> None:
         self._db.close()
