@@ -173,7 +173,7 @@ def _init_worker(progress: multiprocessing.Queue[tuple[str, int]]) -> None:
 
 
 def _run_in_worker(job: BacktestJob) -> SymbolOutcome:
-    strategy = resolve_strategy(job.strategies_dir, job.strategy_name)
+    strategy = resolve_strategy(job.strategies_dir, job.strategy_name, warn=False)
     sink = _progress_queue
 
     def report(when: int) -> None:
