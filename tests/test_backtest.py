@@ -121,6 +121,36 @@ def test_a_strategy_that_raises_mid_backtest_is_logged_and_the_run_goes_on(caplo
     assert len(closed) > 10
 
 
+def test_on_tick_hears_the_backtest_close_as_live_does():
+    ticked = []
+    closes = []
+
+    async def get_signal(symbol):
+        return Signal("long", 100.0, 101.0, 99.0, 60) if not closes else None
+
+    definition = strategy("test", interval="1m", on_tick=ticked.append, on_close=closes.append)(
+        get_signal
+    )
+    candles = [flat_candle(n, 100.0) for n in range(5)] + [
+        flat_candle(n, 102.0) for n in range(5, 40)
+    ]
+    market = ArrayMarket("S", arrays(candles))
+    runner = SymbolRunner(
+        symbol="S",
+        strategy=definition,
+        exchange_name="fake",
+        market=market,
+        store=MemorySignalStore(),
+        costs=Costs(),
+        backtest=True,
+    )
+    closed = asyncio.run(collect(BacktestRun(runner, market, Frame(minute(5), minute(30)))))
+    assert len(closed) == 1
+    assert closes == closed
+    assert [r for r in ticked if r.action == "closed"] == closed
+    assert ticked[0].action == "opened"
+
+
 def settings_for(project):
     root = project.root
     return Settings(
