@@ -41,8 +41,9 @@ class ReplayExchange:
                 )
                 raise DataError(
                     f"No candle file {path} for {symbol} on the replay exchange. "
-                    f"Available: {', '.join(available) or 'none'}. Put a "
-                    "timestamp,open,high,low,close,volume CSV of 1m candles there."
+                    f"Available: {', '.join(available) or 'none'}. Fetch it with `btkit "
+                    f"download {symbol} --exchange binance` (or put a timestamp,open,high,low,"
+                    "close,volume CSV of 1m candles there)."
                 )
             arrays = load_candles(path)
             if len(arrays) == 0:

@@ -66,7 +66,8 @@ def _candles(path: Path, symbol: str) -> CandleArrays:
         available = sorted(p.name.removesuffix("-1m.csv") for p in path.parent.glob("*-1m.csv"))
         raise DataError(
             f"No candle file {path} for {symbol}. Available: {', '.join(available) or 'none'}. "
-            "Put a timestamp,open,high,low,close,volume CSV of 1m candles there."
+            f"Fetch it with `btkit download {symbol} --exchange binance` (or put a "
+            "timestamp,open,high,low,close,volume CSV of 1m candles there)."
         )
     candles = load_candles(path)
     if len(candles) == 0:
