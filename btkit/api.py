@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from btkit.domain import ClosedResult, OpenSignal, StreamedResult
+from btkit.errors import BtkitError
 from btkit.runtime.assembly import RunOptions, open_live
 from btkit.runtime.backtest import BacktestRun
 from btkit.runtime.live import LiveSession
@@ -106,6 +107,11 @@ class LiveUtils:
             async for result in setup.session.events():
                 self._emit(result)
                 yield result
+            if setup.session.failed_symbols:
+                raise BtkitError(
+                    f"{symbol}: its loop stopped on an error (logged above); open signals "
+                    "are safe in their state files"
+                )
 
     async def background(self, symbol: str, **kwargs: Any) -> BackgroundRun:
         """Run `run(...)` as a task for its side effects; call the result to stop it."""
