@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from btkit.settings import Settings
 from tests.conftest import ALWAYS_LONG, json_events
@@ -233,3 +234,45 @@ def test_new_strategy_and_missing_candles_hint_at_download(project):
     live = project.run("live", "BTCUSDT", "-s", "my-strategy")
     assert live.returncode == 2
     assert "btkit download BTCUSDT --exchange binance" in live.stderr
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_is_kept_redacted(
+    tmp_path, monkeypatch, capsys
+):
+    import stat
+    import sys
+
+    import pytest
+
+    from btkit import cli
+    from btkit.runtime import report_command
+
+    secret = "crash-secret-0123456789"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BTKIT_CREDENTIALS__BINANCE__API_KEY", secret)
+    monkeypatch.setenv("BTKIT_CREDENTIALS__BINANCE__SECRET", "other-secret-0123456789")
+
+    def broken(settings, console):
+        raise RuntimeError(f"a bug that holds {secret}")
+
+    monkeypatch.setattr(report_command, "run_status", broken)
+    monkeypatch.setattr(sys, "argv", ["btkit", "status"])
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+    finally:
+        cli._secrets.clear()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "error: unexpected internal error: RuntimeError: a bug that holds ***" in err
+    assert "Traceback" not in err
+    assert secret not in err
+    crash = Path(err.split("the traceback is in ")[1].split(";")[0])
+    try:
+        assert stat.S_IMODE(crash.stat().st_mode) == 0o600
+        text = crash.read_text()
+        assert "Traceback" in text
+        assert "a bug that holds ***" in text
+        assert secret not in text
+    finally:
+        crash.unlink()
