@@ -276,3 +276,19 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_is_kept_redacted(
         assert secret not in text
     finally:
         crash.unlink()
+
+
+def test_the_readme_sample_output_is_the_real_output(project):
+    from tests.conftest import REPO, copy_candles
+
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("The\ndemo above, piped (`| cat`), prints:\n\n```\n")[1].split("```")[0]
+    expected = block.splitlines()
+    for symbol in ("ETHBTC", "LTCBTC"):
+        copy_candles(project.root / "data" / "candles", symbol, rows=None)  # the whole demo
+    done = project.run("live", "ETHBTC", "LTCBTC", "--strategy", "my-strategy")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    head = expected[: expected.index("...")]
+    assert lines[: len(head)] == head
+    assert lines[-1] == expected[-1]
