@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from btkit.domain import ClosedResult, OpenSignal, StreamedResult
+from btkit.errors import BtkitError
 from btkit.runtime.assembly import RunOptions, open_live
+from btkit.runtime.backtest import BacktestRun
 from btkit.runtime.live import LiveSession
 from btkit.settings import Settings
 
@@ -28,28 +31,27 @@ Listener = Callable[[StreamedResult], object]
 
 
 class BackgroundRun:
-    """Returned by `Live.background`: call it to stop new signals and let open ones close."""
+    """Returned by `background`: call it to stop the run; `await handle.wait()` for its end.
+
+    Live: no new signals, open ones close first. Backtest: the run ends at its
+    next tick, keeping the results so far.
+    """
 
     def __init__(self) -> None:
-        self.session: LiveSession | None = None
         self.task: asyncio.Task[None] | None = None
-        self._cancelled = False
-        self._stop: asyncio.Event | None = None
+        self._stopped = False
+        self._stoppers: list[Callable[[], None]] = []
 
     def __call__(self) -> None:
-        self._cancelled = True
-        if self.session is not None:
-            self.session.stop(drain=True)
-        if self._stop is not None:
-            self._stop.set()
+        self._stopped = True
+        for stopper in self._stoppers:
+            stopper()
 
-    def attach_stop(self, stop: asyncio.Event) -> None:
-        self._stop = stop
-
-    def attach(self, session: LiveSession) -> None:
-        self.session = session
-        if self._cancelled:
-            session.stop(drain=True)
+    def on_stop(self, stopper: Callable[[], None]) -> None:
+        """Register how to stop the run once it exists (at once if already asked)."""
+        self._stoppers.append(stopper)
+        if self._stopped:
+            stopper()
 
     async def wait(self) -> None:
         """Wait for the run to end; re-raises its error."""
@@ -105,13 +107,21 @@ class LiveUtils:
             async for result in setup.session.events():
                 self._emit(result)
                 yield result
+            if setup.session.failed_symbols:
+                raise BtkitError(
+                    f"{symbol}: its loop stopped on an error (logged above); open signals "
+                    "are safe in their state files"
+                )
 
     async def background(self, symbol: str, **kwargs: Any) -> BackgroundRun:
         """Run `run(...)` as a task for its side effects; call the result to stop it."""
         handle = BackgroundRun()
 
+        def attach(session: LiveSession) -> None:
+            handle.on_stop(lambda: session.stop(drain=True))
+
         async def consume() -> None:
-            async for _ in self.run(symbol, _attach=handle.attach, **kwargs):
+            async for _ in self.run(symbol, _attach=attach, **kwargs):
                 pass
 
         return await _start(handle, consume(), f"btkit-live-{symbol}", self._tasks)
@@ -142,15 +152,21 @@ class LiveUtils:
                 log.exception("a listen_signal_live listener raised")
 
 
+@dataclass
+class _RunResults:
+    closed: list[ClosedResult] = field(default_factory=list)
+    still_open: OpenSignal | None = None
+
+
 class BacktestUtils:
     """`Backtest.run` yields `closed` results over history and ends with the frame.
 
-    Reports are built from the runs made in this process, per strategy.
+    Reports cover the latest run of each symbol per strategy in this process:
+    running the same backtest again replaces its results, never adds to them.
     """
 
     def __init__(self) -> None:
-        self._closed: dict[str, list[ClosedResult]] = {}
-        self._still_open: dict[str, list[OpenSignal]] = {}
+        self._latest: dict[str, dict[str, _RunResults]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(
@@ -163,10 +179,13 @@ class BacktestUtils:
         end: str | int | None = None,
         step: str = "1m",
         settings: Settings | None = None,
+        _attach: Callable[[BacktestRun], None] | None = None,
     ) -> AsyncIterator[ClosedResult]:
         from btkit.runtime.backtest_jobs import plan, prepare
 
-        planned = plan(
+        # Loading strategies and candles takes a while: off the event loop.
+        planned = await asyncio.to_thread(
+            plan,
             settings or Settings(),
             [symbol],
             strategy,
@@ -177,33 +196,37 @@ class BacktestUtils:
         )
         definition = planned.strategy
         run = prepare(planned.jobs[0], definition, planned.history[symbol])
-        closed = self._closed.setdefault(definition.name, [])
+        if _attach is not None:
+            _attach(run)
+        results = _RunResults()
+        self._latest.setdefault(definition.name, {})[symbol] = results
         async for result in run.results():
-            closed.append(result)
+            results.closed.append(result)
             yield result
-        if run.still_open is not None:
-            self._still_open.setdefault(definition.name, []).append(run.still_open)
+        results.still_open = run.still_open
 
     async def background(self, symbol: str, **kwargs: Any) -> BackgroundRun:
-        """Run `run(...)` as a task; call the result to stop it early."""
+        """Run `run(...)` as a task and return at once; call the result to stop it early."""
         handle = BackgroundRun()
-        stop = asyncio.Event()
-        handle.attach_stop(stop)
+
+        def attach(run: BacktestRun) -> None:
+            handle.on_stop(run.request_stop)
 
         async def consume() -> None:
-            async for _ in self.run(symbol, **kwargs):
-                if stop.is_set():
-                    break
+            async for _ in self.run(symbol, _attach=attach, **kwargs):
+                pass
 
         return await _start(handle, consume(), f"btkit-backtest-{symbol}", self._tasks)
 
     def get_report(self, strategy: str) -> str:
+        """The report of the latest run of each symbol of `strategy` in this process."""
         from btkit.report.builder import results_report
 
+        runs = list(self._latest.get(strategy, {}).values())
         return results_report(
             f"Backtest report: {strategy}",
-            self._closed.get(strategy, []),
-            self._still_open.get(strategy, []),
+            [closed for run in runs for closed in run.closed],
+            [run.still_open for run in runs if run.still_open is not None],
             {"Mode": "backtest"},
         )
 

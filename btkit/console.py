@@ -6,6 +6,7 @@ and JSON lines (`--json`) for jq and log shippers. Logs go to stderr.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -169,20 +170,83 @@ class RichPrinter:
         self._console.print(f"[bold]{message}[/bold]")
 
 
+REDACTED = "***"
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every configured secret replaced by ***."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 class RedactSecrets(logging.Filter):
-    """Replace any configured secret that reaches a log record with ***."""
+    """Replace any configured secret that reaches a log record (traceback included) with ***."""
 
     def __init__(self, secrets: Sequence[str]) -> None:
         super().__init__()
         self._secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
         message = record.getMessage()
-        if any(secret in message for secret in self._secrets):
-            for secret in self._secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+        record.msg, record.args = redact(message, self._secrets), None
+        if record.exc_info and not record.exc_text:
+            # An exception's text (an echoed request header, say) is part of the line.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self._secrets)
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, self._secrets)
         return True
+
+
+class RedactingStream(io.TextIOBase):
+    """A text stream (stdout, stderr) that replaces configured secrets before they are written.
+
+    Everything else (isatty, fileno, encoding) is the wrapped stream's, so Rich
+    still sees a terminal or a pipe as it is.
+    """
+
+    def __init__(self, stream: IO[str], secrets: Sequence[str]) -> None:
+        self._stream = stream
+        self._secrets = [s for s in secrets if s]
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text, self._secrets))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def fileno(self) -> int:
+        return self._stream.fileno()
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def redact_standard_streams(secrets: Sequence[str]) -> None:
+    """Wrap sys.stdout and sys.stderr so no configured secret is ever printed."""
+    if not [s for s in secrets if s]:
+        return
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream, secrets))
 
 
 def setup_logging(level: str, stream: IO[str] | None = None, secrets: Sequence[str] = ()) -> None:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from dotenv import dotenv_values
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from btkit.engine.pnl import Costs
+from btkit.errors import ConfigError
+
+PREFIX = "BTKIT_"
+NOT_SETTINGS = ("BTKIT_FAULT_KILL_AT",)
+"""BTKIT_ variables read elsewhere (crash-test fault injection), not settings."""
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 class ExchangeCredentials(BaseModel):
@@ -26,6 +37,11 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="ignore",
     )
+
+    def __init__(self, **values: Any) -> None:
+        """Refuse unknown BTKIT_ variables first: a typo must not silently use a default."""
+        check_variables(os.environ, _dotenv(Path(".env")))
+        super().__init__(**values)
 
     strategies_dir: Path = Field(Path("strategies"), description="Folder of strategy *.py files")
     data_dir: Path = Field(Path("data"), description="Candles, signal state and the ledger")
@@ -50,9 +66,17 @@ class Settings(BaseSettings):
     retry_max: int = Field(4, ge=0, description="Retries of a failed request")
     retry_base_seconds: float = Field(1.0, ge=0, description="First backoff delay")
     retry_cap_seconds: float = Field(30.0, ge=0, description="Longest backoff delay")
+    log_level: LogLevel | None = Field(
+        None, description="DEBUG, INFO, WARNING or ERROR (default: INFO for live, else WARNING)"
+    )
     credentials: dict[str, ExchangeCredentials] = Field(
         default_factory=dict, description="Per-exchange API keys (optional)"
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for redaction from logs."""
@@ -78,3 +102,52 @@ class Settings(BaseSettings):
     @property
     def ledger_path(self) -> Path:
         return self.data_dir / "btkit.sqlite"
+
+
+def known_variables() -> list[str]:
+    """Every BTKIT_ name a user may set (credentials as their pattern's prefix)."""
+    names = [PREFIX + name.upper() for name in Settings.model_fields]
+    return [*names, *NOT_SETTINGS]
+
+
+def _is_credential(name: str) -> bool:
+    """`BTKIT_CREDENTIALS__<EXCHANGE>__<FIELD>` with a field ExchangeCredentials has."""
+    parts = name.split("__")
+    if parts[0] != PREFIX + "CREDENTIALS" or len(parts) not in (1, 3):
+        return False
+    return len(parts) == 1 or parts[2].lower() in ExchangeCredentials.model_fields
+
+
+def check_variables(*sources: Mapping[str, str | None]) -> None:
+    """Raise ConfigError naming every unknown BTKIT_ variable, with close matches."""
+    known = known_variables()
+    problems = []
+    for source in sources:
+        for raw in source:
+            name = raw.upper()
+            if not name.startswith(PREFIX) or name in known or _is_credential(name):
+                continue
+            notes = [] if source is os.environ else ["in .env"]
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            if name.startswith(PREFIX + "CREDENTIALS"):
+                notes.append("use BTKIT_CREDENTIALS__<EXCHANGE>__API_KEY, __SECRET or __PASSWORD")
+            elif close:
+                notes.append(f"did you mean {close[0]}?")
+            problems.append(f"{raw} ({', '.join(notes)})" if notes else raw)
+    if problems:
+        raise ConfigError(
+            f"Unknown setting{'s' if len(problems) > 1 else ''} {', '.join(problems)}. "
+            f"Known: {_listing(known)}. Fix or remove it (`btkit init` writes an example .env)."
+        )
+
+
+def _listing(names: Iterable[str]) -> str:
+    shown = [n for n in names if n not in NOT_SETTINGS and n != PREFIX + "CREDENTIALS"]
+    return ", ".join(shown) + ", BTKIT_CREDENTIALS__<EXCHANGE>__API_KEY/SECRET/PASSWORD"
+
+
+def _dotenv(path: Path) -> dict[str, str | None]:
+    try:
+        return dotenv_values(path) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"Cannot read {path}: {exc}.") from exc

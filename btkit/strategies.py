@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import inspect
+import logging
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +22,8 @@ from typing import Any
 from btkit.domain import Signal
 from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
 from btkit.errors import ConfigError, StrategyLoadError
+
+log = logging.getLogger(__name__)
 
 SignalFunction = Callable[[str], Awaitable[Signal | Mapping[str, Any] | None]]
 Callback = Callable[[Any], object]
@@ -87,18 +90,37 @@ def strategy(
     return decorate
 
 
-def load_strategies(folder: Path) -> dict[str, StrategyDef]:
-    """Every strategy declared by the `*.py` files of `folder` (files starting `_` skipped)."""
+@dataclass(frozen=True, slots=True)
+class StrategyFolder:
+    """What a strategies folder holds: the strategies that loaded and the files that failed."""
+
+    folder: Path
+    found: dict[str, StrategyDef]
+    broken: list[tuple[Path, StrategyLoadError]]
+
+
+def scan_strategies(folder: Path) -> StrategyFolder:
+    """Load every `*.py` file of `folder` (files starting `_` skipped), keeping failures apart.
+
+    One broken file must not block the strategies of the others: the caller
+    decides whether a failure matters for the strategy it wants.
+    """
     if not folder.is_dir():
         raise ConfigError(
-            f"Strategies folder {folder} does not exist. Create a strategy with "
+            f"Strategies folder {folder} does not exist. Create one with `btkit init` or "
             "`btkit new-strategy NAME`, or point --strategies-dir at your folder."
         )
     found: dict[str, StrategyDef] = {}
+    broken: list[tuple[Path, StrategyLoadError]] = []
     for path in sorted(folder.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        for value in vars(_import_file(path)).values():
+        try:
+            module = _import_file(path)
+        except StrategyLoadError as exc:
+            broken.append((path, exc))
+            continue
+        for value in vars(module).values():
             if not isinstance(value, StrategyDef):
                 continue
             if value.name in found and found[value.name].source != path:
@@ -107,21 +129,51 @@ def load_strategies(folder: Path) -> dict[str, StrategyDef]:
                     f"{found[value.name].source} and in {path}. Rename one of them."
                 )
             found[value.name] = replace(value, source=path)
-    return found
+    return StrategyFolder(folder, found, broken)
 
 
-def resolve_strategy(folder: Path, name: str) -> StrategyDef:
-    available = load_strategies(folder)
-    if name in available:
-        return available[name]
-    names = sorted(available)
+def load_strategies(folder: Path) -> dict[str, StrategyDef]:
+    """Every strategy of `folder`; the first file that fails to import is an error."""
+    scanned = scan_strategies(folder)
+    if scanned.broken:
+        raise scanned.broken[0][1]
+    return scanned.found
+
+
+def resolve_strategy(folder: Path, name: str, *, warn: bool = True) -> StrategyDef:
+    """The strategy `name`; other files that fail to import are only warned about.
+
+    A broken file is an error when it mentions `name` (the strategy probably
+    lives there), or when `name` is found nowhere else.
+    """
+    scanned = scan_strategies(folder)
+    suspects = [exc for path, exc in scanned.broken if _mentions(path, name)]
+    if suspects:
+        raise suspects[0]
+    if name in scanned.found:
+        if warn:
+            for _, exc in scanned.broken:
+                log.warning("%s (strategy %r is elsewhere, so btkit goes on)", exc, name)
+        return scanned.found[name]
+    names = sorted(scanned.found)
     close = difflib.get_close_matches(name, names, n=3)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     listing = ", ".join(names) if names else "none"
-    raise ConfigError(
-        f"Strategy {name!r} not found in {folder}.{hint} Available: {listing}. "
+    failed = "".join(f" {exc} {name!r} may be declared there." for _, exc in scanned.broken)
+    error = StrategyLoadError if scanned.broken else ConfigError
+    raise error(
+        f"Strategy {name!r} not found in {folder}.{hint} Available: {listing}.{failed} "
         "Use --strategies-dir to look elsewhere, or `btkit new-strategy NAME` to create one."
     )
+
+
+def _mentions(path: Path, name: str) -> bool:
+    """Whether a file's text names the strategy, as `@strategy("name"` would."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return f'"{name}"' in text or f"'{name}'" in text
 
 
 def _import_file(path: Path) -> ModuleType:

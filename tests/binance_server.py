@@ -38,6 +38,8 @@ class FaultPlan:
     """Added to every klines answer (to catch a download mid-way)."""
     raw: dict[int, dict[int, object]] = field(default_factory=dict)
     """Candle time -> {kline column: value sent as is}, e.g. "NaN" or None (null)."""
+    echo_headers: bool = False
+    """Refusals echo the request's headers in their body, as some proxies do."""
 
 
 def _market(symbol: str) -> dict[str, object]:
@@ -151,6 +153,10 @@ class BinanceServer:
         if request.headers.get("X-MBX-APIKEY") == GOOD_KEY:
             return True
         invalid = {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
+        if self.faults.echo_headers:  # a proxy's refusal that shows what it was sent
+            echo = {"msg": "proxy: request refused", "headers": dict(request.headers.items())}
+            self._send(request, 400, echo)
+            return False
         self._send(request, 401, invalid)
         return False
 

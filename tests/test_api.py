@@ -104,3 +104,19 @@ def test_symbols_side_by_side_keep_independent_state(project):
     assert {r.symbol for r in ltc} == {"LTCBTC"}
     files = sorted(p.name for p in project.signal_dir.glob("*.json"))
     assert files == ["replay-my-strategy-ETHBTC.json", "replay-my-strategy-LTCBTC.json"]
+
+
+def test_a_consumer_that_fails_leaves_no_unretrieved_task_error(project, caplog):
+    import gc
+
+    async def consume():
+        async for _ in Live.run(
+            "ETHBTC", strategy="my-strategy", exchange="replay", settings=settings_for(project)
+        ):
+            raise RuntimeError("the consumer failed")
+
+    with pytest.raises(RuntimeError, match="the consumer failed"):
+        asyncio.run(consume())
+    gc.collect()  # an unretrieved failure is reported when its future is collected
+    assert "never retrieved" not in caplog.text
+    assert "Traceback" not in caplog.text

@@ -121,6 +121,36 @@ def test_a_strategy_that_raises_mid_backtest_is_logged_and_the_run_goes_on(caplo
     assert len(closed) > 10
 
 
+def test_on_tick_hears_the_backtest_close_as_live_does():
+    ticked = []
+    closes = []
+
+    async def get_signal(symbol):
+        return Signal("long", 100.0, 101.0, 99.0, 60) if not closes else None
+
+    definition = strategy("test", interval="1m", on_tick=ticked.append, on_close=closes.append)(
+        get_signal
+    )
+    candles = [flat_candle(n, 100.0) for n in range(5)] + [
+        flat_candle(n, 102.0) for n in range(5, 40)
+    ]
+    market = ArrayMarket("S", arrays(candles))
+    runner = SymbolRunner(
+        symbol="S",
+        strategy=definition,
+        exchange_name="fake",
+        market=market,
+        store=MemorySignalStore(),
+        costs=Costs(),
+        backtest=True,
+    )
+    closed = asyncio.run(collect(BacktestRun(runner, market, Frame(minute(5), minute(30)))))
+    assert len(closed) == 1
+    assert closes == closed
+    assert [r for r in ticked if r.action == "closed"] == closed
+    assert ticked[0].action == "opened"
+
+
 def settings_for(project):
     root = project.root
     return Settings(
@@ -145,15 +175,59 @@ def test_backtest_api_run_report_and_dump(project):
     assert path.read_text() == report
 
 
-def test_backtest_background_can_be_stopped(project):
+COUNTING = """
+from btkit import strategy
+CALLS = []
+
+@strategy("counting", interval="1m", warmup_minutes=10)
+async def counting(symbol):
+    CALLS.append(symbol)
+"""
+
+
+def counted() -> int:
+    """Calls made so far by the `counting` strategy of the latest load (0 before it loads)."""
+    import sys
+
+    return len(getattr(sys.modules.get("btkit_user_strategies.counting"), "CALLS", []))
+
+
+def test_backtest_background_returns_at_once_and_stops_mid_run(project):
+    project.write_strategy("counting.py", COUNTING)
     settings = settings_for(project)
 
     async def scenario():
-        run = await Backtest.background("ETHBTC", strategy="my-strategy", settings=settings)
+        run = await Backtest.background("ETHBTC", strategy="counting", settings=settings)
+        assert run.task is not None
+        assert not run.task.done()  # returned before the run ended
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while counted() < 5:
+            assert loop.time() < deadline, "the background backtest never yielded"
+            await asyncio.sleep(0)
         run()
-        await asyncio.wait_for(run.wait(), timeout=30)
+        await asyncio.wait_for(run.wait(), timeout=60)
+        return counted()
 
-    asyncio.run(scenario())
+    calls_when_stopped = asyncio.run(scenario())
+    full = asyncio.run(collect_api(settings, "counting"))
+    assert full == []  # the strategy never signals; the frame has about 1 430 calls
+    assert counted() > 1000
+    assert calls_when_stopped < 200
+
+
+async def collect_api(settings, name="my-strategy", **kwargs):
+    return [r async for r in Backtest.run("ETHBTC", strategy=name, settings=settings, **kwargs)]
+
+
+def test_the_same_backtest_twice_gives_the_same_report(project):
+    settings = settings_for(project)
+    first = asyncio.run(collect_api(settings))
+    report = Backtest.get_report("my-strategy")
+    second = asyncio.run(collect_api(settings))
+    assert first == second
+    assert Backtest.get_report("my-strategy") == report
+    assert f"| Closed signals | {len(first)} |" in report
 
 
 def test_start_after_end_and_empty_ranges_are_refused(project):

@@ -157,6 +157,37 @@ def test_bad_credentials_are_a_clear_error(project, binance):
     assert "wrong-secret" not in done.stderr + done.stdout
 
 
+def test_an_error_body_echoing_the_api_key_is_redacted(project, binance):
+    binance.faults.echo_headers = True
+    key = "leaky-api-key-0123456789"
+    env = exchange_env(
+        binance,
+        BTKIT_CREDENTIALS__BINANCE__API_KEY=key,
+        BTKIT_CREDENTIALS__BINANCE__SECRET="leaky-secret-0123456789",
+    )
+    for level in ("INFO", "DEBUG"):
+        done = project.run(
+            "live",
+            "ETHBTC",
+            "-s",
+            "my-strategy",
+            "-e",
+            "binance",
+            "--log-level",
+            level,
+            *WINDOW,
+            env=env,
+        )
+        assert done.returncode != 0
+        no_traceback = "Traceback" not in done.stderr
+        assert no_traceback
+        assert "error: " in done.stderr.splitlines()[-1]
+        assert "proxy: request refused" in done.stderr
+        assert "X-MBX-APIKEY" in done.stderr  # the echoed headers are shown ...
+        assert key not in done.stdout + done.stderr  # ... with the key redacted
+        assert "***" in done.stderr
+
+
 def test_secrets_never_reach_output_or_files(project, binance):
     secret = "s3cret-value-that-must-not-leak"
     env = exchange_env(

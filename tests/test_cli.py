@@ -73,11 +73,29 @@ def test_unknown_strategy_exchange_and_symbol_are_clear_errors(project):
     assert "Available: ETHBTC, LTCBTC" in symbol.stderr
 
 
-def test_broken_strategy_module_names_file_and_line(project):
+def test_a_broken_strategy_file_is_a_warning_for_other_strategies(project):
     path = project.write_strategy("broken.py", "import math\nvalue = math.nope\n")
-    done = project.run("live", "ETHBTC", "-s", "my-strategy")
-    assert done.returncode == 2
+    done = project.run("live", "ETHBTC", "-s", "my-strategy", "--json")
+    assert done.returncode == 0, done.stderr
     assert f"{path.name}:2 failed to import: AttributeError" in done.stderr
+    assert json_events(done.stdout)
+    backtest = project.run("backtest", "ETHBTC", "-s", "my-strategy")
+    assert backtest.returncode == 0, backtest.stderr
+    assert f"{path.name}:2 failed to import" in backtest.stderr
+
+
+def test_a_broken_file_holding_the_strategy_is_an_error(project):
+    path = project.write_strategy(
+        "mine.py", 'from btkit import strategy\n@strategy("mine")\nasync def f(s):\n  return (\n'
+    )
+    done = project.run("live", "ETHBTC", "-s", "mine")
+    assert done.returncode == 2
+    assert f"{path.name}:4 failed to import: SyntaxError" in done.stderr
+    missing = project.run("live", "ETHBTC", "-s", "elsewhere")
+    assert missing.returncode == 2
+    assert "'elsewhere' not found" in missing.stderr
+    assert f"{path.name}:4 failed to import" in missing.stderr
+    assert "'elsewhere' may be declared there" in missing.stderr
 
 
 def test_a_strategy_that_raises_is_logged_and_the_loop_goes_on(project):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from btkit.errors import ConfigError, StrategyLoadError
-from btkit.strategies import load_strategies, resolve_strategy, strategy
+from btkit.strategies import load_strategies, resolve_strategy, scan_strategies, strategy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,3 +85,28 @@ def test_shipped_strategy_loads(tmp_path):
     definition = resolve_strategy(tmp_path, "my-strategy")
     assert definition.interval == "5m"
     assert asyncio.iscoroutinefunction(definition.get_signal)
+
+
+def test_one_broken_file_does_not_hide_the_others(tmp_path, caplog):
+    write(tmp_path, "a.py", GOOD)
+    broken = write(tmp_path, "b.py", "x = 1\ndef oops(:\n")
+    scanned = scan_strategies(tmp_path)
+    assert list(scanned.found) == ["alpha"]
+    assert [path for path, _ in scanned.broken] == [broken]
+    assert resolve_strategy(tmp_path, "alpha").name == "alpha"
+    assert f"{broken}:2 failed to import: SyntaxError" in caplog.text
+
+
+def test_a_broken_file_that_names_the_strategy_is_the_error(tmp_path):
+    write(tmp_path, "a.py", GOOD)
+    broken = write(tmp_path, "b.py", GOOD.replace("alpha", "beta") + "oops(\n")
+    with pytest.raises(StrategyLoadError, match=rf"{broken}:\d+ failed to import"):
+        resolve_strategy(tmp_path, "beta")
+
+
+def test_not_found_names_the_files_that_failed(tmp_path):
+    write(tmp_path, "a.py", GOOD)
+    broken = write(tmp_path, "b.py", "value = 1 / 0\n")
+    expected = rf"'gamma' not found.*{broken}:1 failed to import.*'gamma' may be declared there"
+    with pytest.raises(StrategyLoadError, match=expected):
+        resolve_strategy(tmp_path, "gamma")

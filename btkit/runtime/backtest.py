@@ -9,6 +9,7 @@ runner closes it there through the same code as live.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ Progress = Callable[[int], None]
 """Called with the simulated time reached, now and then."""
 
 _SCAN_CHUNK = 240 * MINUTE_MS
+_YIELD_EVERY = 64
+"""Ticks between two yields to the event loop: a library caller's other tasks keep running."""
 
 
 @dataclass
@@ -32,6 +35,11 @@ class BacktestRun:
     progress: Progress | None = None
     still_open: OpenSignal | None = None
     opened: list[OpenedResult] = field(default_factory=list)
+    stop_requested: bool = False
+
+    def request_stop(self) -> None:
+        """End the run at its next tick (the API's stop handle); results so far stand."""
+        self.stop_requested = True
 
     async def results(self) -> AsyncIterator[ClosedResult]:
         """Yield every `closed` result in time order; `still_open` is set at the end."""
@@ -39,7 +47,13 @@ class BacktestRun:
         interval = runner.strategy.interval_ms
         when = frame.start
         reported = when
+        ticks = 0
         while when <= frame.end:
+            ticks += 1
+            if ticks % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let other tasks (and a stop request) run
+            if self.stop_requested:
+                break
             if self.progress is not None and when - reported >= 1440 * MINUTE_MS:
                 self.progress(when)
                 reported = when

@@ -26,6 +26,7 @@ from btkit.report.markdown import BASIS
 from btkit.report.statistics import Trade, summarize
 from btkit.runtime.backtest_jobs import SymbolOutcome, plan, run_all
 from btkit.settings import Settings
+from btkit.store.atomic import check_writable
 from btkit.store.ledger import SqliteLedger
 from btkit.timefmt import format_time
 
@@ -70,6 +71,9 @@ def run_backtest_command(
     stdout: Console,
     stderr: Console,
 ) -> int:
+    report_path = out or settings.logs_dir / "backtest" / f"{strategy_name}.md"
+    for folder in (settings.data_dir, report_path.parent):
+        check_writable(folder)  # the ledger and the report: refuse before the work, not after
     planned = plan(settings, symbols, strategy_name, exchange, start=start, end=end, step=step)
     strategy, jobs = planned.strategy, planned.jobs
     started = time.perf_counter()
@@ -119,7 +123,7 @@ def run_backtest_command(
             [c for o in outcomes for c in o.closed],
             [o.still_open for o in outcomes if o.still_open is not None],
             {"Mode": "backtest", "Exchange": exchange, "Frames": frames_text(outcomes)},
-            out or settings.logs_dir / "backtest" / f"{strategy.name}.md",
+            report_path,
         )
         run_id = recording.result()
     summary_console.print(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import queue
+import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,10 +168,12 @@ _progress_queue: multiprocessing.Queue[tuple[str, int]] | None = None
 def _init_worker(progress: multiprocessing.Queue[tuple[str, int]]) -> None:
     global _progress_queue
     _progress_queue = progress
+    # Ctrl-C reaches the whole process group: the parent reports it, workers just end.
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
 
 def _run_in_worker(job: BacktestJob) -> SymbolOutcome:
-    strategy = resolve_strategy(job.strategies_dir, job.strategy_name)
+    strategy = resolve_strategy(job.strategies_dir, job.strategy_name, warn=False)
     sink = _progress_queue
 
     def report(when: int) -> None:

@@ -91,12 +91,16 @@ class LiveSession:
             for runner in self.runners
         ]
         heartbeat = asyncio.create_task(self._heartbeat())
-        finished = asyncio.gather(*tasks)
+        # return_exceptions: a consumer that leaves early (a closed stdout pipe) must not
+        # leave a failed gather behind for asyncio to print as a traceback.
+        finished = asyncio.gather(*tasks, return_exceptions=True)
         finished.add_done_callback(lambda _: self._queue.put_nowait(None))
         try:
             while (result := await self._queue.get()) is not None:
                 yield result
-            await finished
+            for outcome in await finished:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         finally:
             heartbeat.cancel()
             for task in tasks:

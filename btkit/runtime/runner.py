@@ -201,7 +201,9 @@ class SymbolRunner:
         with tick_context(
             ExecutionContext(self.symbol, when, self.backtest), self._method, self.market
         ):
-            return await self._close(self.signal, when, price, reason)
+            closed = await self._close(self.signal, when, price, reason)
+            await self._callback("on_tick", closed)  # as `tick` does for a live close
+            return closed
 
     async def _close(
         self, signal: OpenSignal, when: int, price: float, reason: CloseReason

@@ -8,6 +8,10 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from btkit.settings import Settings
 
 HOME_PREFIXES = ("/home/", "/root/", "/run/user/")
 
@@ -41,6 +45,34 @@ def btkit_command() -> list[str]:
     if found:
         return [str(Path(found).absolute())]
     return [str(interpreter), "-m", "btkit"]
+
+
+def check_unit(spec: UnitSpec, settings: Settings) -> None:
+    """Check what `btkit live` would check at start, so a unit never crash-loops on a typo.
+
+    The strategy must load, the exchange must be known, and on replay every
+    symbol needs its candle file. A real exchange's symbols need the network:
+    `btkit live` checks those when the unit starts.
+    """
+    from btkit.errors import DataError
+    from btkit.exchanges.registry import check_exchange_id
+    from btkit.exchanges.replay import REPLAY, candle_file
+    from btkit.strategies import resolve_strategy
+
+    resolve_strategy(settings.strategies_dir, spec.strategy)
+    if spec.exchange != REPLAY:
+        check_exchange_id(spec.exchange, settings.candles_dir)
+        return
+    for symbol in spec.symbols:
+        if not candle_file(settings.candles_dir, symbol).exists():
+            available = sorted(
+                p.name.removesuffix("-1m.csv") for p in settings.candles_dir.glob("*-1m.csv")
+            )
+            raise DataError(
+                f"No candle file for {symbol} in {settings.candles_dir} for the replay exchange. "
+                f"Available: {', '.join(available) or 'none'}. Use --exchange for a real "
+                f"exchange, or fetch candles with `btkit download {symbol} --exchange binance`."
+            )
 
 
 def render_unit(spec: UnitSpec) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from btkit.errors import DataError
 
 SUFFIX = "-1m.csv"
-FORMAT = "Put a timestamp,open,high,low,close,volume CSV of 1m candles there."
+FORMAT = "put a timestamp,open,high,low,close,volume CSV of 1m candles there."
 
 
 def _path(candles_dir: Path, name: str) -> Path:
@@ -48,6 +48,6 @@ def find_candle_file(candles_dir: Path, symbol: str) -> Path:
         )
     raise DataError(
         f"No candle file for {symbol} in {candles_dir} (looked for {exact.name} and other "
-        f"spellings of it). Available: {', '.join(names) or 'none'}. {FORMAT} "
-        "(btkit download SYMBOL --exchange ID fetches one)."
+        f"spellings of it). Available: {', '.join(names) or 'none'}. Fetch it with "
+        f"`btkit download {symbol} --exchange binance` (any ccxt exchange id), or {FORMAT}"
     )
