@@ -3,9 +3,9 @@
 `<data>/btkit.sqlite`, WAL mode with a busy timeout, so several daemons write
 at once and `btkit report` reads while they run; `synchronous=FULL`, so a
 committed event survives power loss. Inserts are idempotent on
-(run, signal, action): replaying a crashed step never duplicates an event;
-any other failed insert (a NaN price, a NOT NULL column) is an error, never
-skipped. An infinite lifetime is stored as REAL Inf. A writer waits at most
+(run, signal, action): replaying a crashed step never duplicates an event.
+Nothing else is skipped: a different event under that key, a NaN price, a
+NOT NULL column are errors. An infinite lifetime is stored as REAL Inf. A writer waits at most
 `BUSY_TIMEOUT_SECONDS` for another process's write lock, then says who holds it.
 The schema version is `PRAGMA user_version`; migrations only add.
 
@@ -132,15 +132,36 @@ def _signal_row(signal: OpenSignal) -> tuple[object, ...]:
     )
 
 
-_INSERT = """
-    INSERT INTO events (run_id, mode, action, signal_id, strategy, exchange, symbol,
-        position, opened_at, price_open, price_take_profit, price_stop_loss,
-        minute_estimated_time, note, closed_at, close_reason, price_close, pnl_percentage)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (run_id, signal_id, action) DO NOTHING
-"""
-# Only a true duplicate (same run, signal, action) is skipped: a NOT NULL or
-# CHECK failure raises, where INSERT OR IGNORE would silently drop the event.
+_COLUMNS = (
+    "run_id",
+    "mode",
+    "action",
+    "signal_id",
+    "strategy",
+    "exchange",
+    "symbol",
+    "position",
+    "opened_at",
+    "price_open",
+    "price_take_profit",
+    "price_stop_loss",
+    "minute_estimated_time",
+    "note",
+    "closed_at",
+    "close_reason",
+    "price_close",
+    "pnl_percentage",
+)
+# Only a true duplicate (the same event again) is skipped: a NOT NULL or CHECK
+# failure raises, where INSERT OR IGNORE would silently drop the event, and a
+# different event under the same (run, signal, action) is refused by _write.
+_INSERT = (
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (run_id, signal_id, action) DO NOTHING"
+)
+_STORED = (
+    f"SELECT {', '.join(_COLUMNS)} FROM events WHERE run_id = ? AND signal_id = ? AND action = ?"
+)
 
 BUSY_TIMEOUT_SECONDS = 10.0
 """Longest wait for another process's write lock. btkit's own write transactions
@@ -308,6 +329,10 @@ class SqliteLedger:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise self._write_error(exc) from exc
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def _write_error(self, exc: sqlite3.Error) -> StorageError:
         """Advice that fits the failure: a held lock, a refused row, or the disk."""
@@ -328,7 +353,25 @@ class SqliteLedger:
         for row in rows:
             _check_numbers(row)
         with self._transaction() as db:
-            db.executemany(_INSERT, rows)
+            for row in rows:
+                if db.execute(_INSERT, row).rowcount == 0:
+                    self._check_duplicate(db, row)
+
+    def _check_duplicate(self, db: sqlite3.Connection, row: tuple[object, ...]) -> None:
+        """A replayed crash step writes the same event again; anything else is refused."""
+        stored = db.execute(_STORED, (row[0], row[3], row[2])).fetchone()
+        changed = [
+            f"{name} {old!r} -> {new!r}"
+            for name, old, new in zip(_COLUMNS, stored, row, strict=True)
+            if old != new
+        ]
+        if changed:
+            raise StorageError(
+                f"The ledger {self.path} already holds a different {row[2]} event for signal "
+                f"{row[3]} ({row[6]}, run {row[0]}): {', '.join(changed)}. Nothing was "
+                "overwritten and the new event was not recorded (the state file still holds "
+                "the signal). Inspect both; to keep a separate record, use another --data-dir."
+            )
 
     def record_opened(self, signal: OpenSignal) -> None:
         """Idempotent: recording a restored signal again after a crash changes nothing."""
