@@ -49,7 +49,7 @@ def test_a_close_that_is_not_a_number_is_refused_loudly(tmp_path, event, field):
 def test_an_open_with_a_nan_price_is_refused_not_ignored(tmp_path):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
     broken = dataclasses.replace(SIGNAL, price_open=math.nan)
-    with pytest.raises(StorageError, match="price_open is nan, not a number"):
+    with pytest.raises(StorageError, match="price_open is nan, not a finite number"):
         ledger.record_opened(broken)
     assert rows(tmp_path / "btkit.sqlite") == []
 

@@ -5,8 +5,9 @@ at once and `btkit report` reads while they run; `synchronous=FULL`, so a
 committed event survives power loss. Inserts are idempotent on
 (run, signal, action): replaying a crashed step never duplicates an event.
 Nothing else is skipped: a different event under that key, a NaN price, a
-NOT NULL column are errors. An infinite lifetime is stored as REAL Inf. A writer waits at most
-`BUSY_TIMEOUT_SECONDS` for another process's write lock, then says who holds it.
+NOT NULL column are errors. An infinite lifetime is stored as REAL Inf. A
+writer waits at most `BUSY_TIMEOUT_SECONDS` for another process's write lock,
+then says who holds it.
 The schema version is `PRAGMA user_version`; migrations only add.
 
 Live events share the run id "live"; each backtest gets its own run id.
@@ -168,32 +169,26 @@ BUSY_TIMEOUT_SECONDS = 10.0
 last milliseconds (a big backtest batch, about a second); longer means a stuck
 or foreign holder, which waiting on would only stall every symbol's loop."""
 
-_ROW_NUMBERS = {
-    9: "price_open",
-    10: "price_take_profit",
-    11: "price_stop_loss",
-    12: "minute_estimated_time",
-    16: "price_close",
-    17: "pnl_percentage",
-}
+_PRICES = ("price_open", "price_take_profit", "price_stop_loss", "price_close", "pnl_percentage")
 
 
 def _check_numbers(row: tuple[object, ...]) -> None:
     """NaN binds as NULL in SQLite: refuse it loudly instead of storing a hole."""
-    for index, name in _ROW_NUMBERS.items():
-        value = row[index]
-        if value is None and index >= 16 and row[2] == "opened":
-            continue
-        if not isinstance(value, int | float) or math.isnan(value):
+    event = dict(zip(_COLUMNS, row, strict=True))
+    checked = [*_PRICES, "minute_estimated_time"]
+    if event["action"] == "opened":
+        checked = [name for name in checked if name not in ("price_close", "pnl_percentage")]
+    for name in checked:
+        value = event[name]
+        usable = isinstance(value, int | float) and (
+            math.isfinite(value) or (name == "minute_estimated_time" and value == math.inf)
+        )
+        if not usable:
             raise StorageError(
-                f"Refusing to record the {row[2]} event of signal {row[3]} ({row[6]}): "
-                f"{name} is {value!r}, not a number. Nothing was written; this is a bug "
-                "or bad data upstream (the state file still holds the signal)."
-            )
-        if math.isinf(value) and name != "minute_estimated_time":
-            raise StorageError(
-                f"Refusing to record the {row[2]} event of signal {row[3]} ({row[6]}): "
-                f"{name} is {value!r}. Nothing was written; this is a bug or bad data upstream."
+                f"Refusing to record the {event['action']} event of signal "
+                f"{event['signal_id']} ({event['symbol']}): {name} is {value!r}, not a finite "
+                "number. Nothing was written; this is a bug or bad data upstream (the state "
+                "file still holds the signal)."
             )
 
 
