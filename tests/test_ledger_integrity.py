@@ -49,7 +49,7 @@ def test_a_close_that_is_not_a_number_is_refused_loudly(tmp_path, event, field):
 def test_an_open_with_a_nan_price_is_refused_not_ignored(tmp_path):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
     broken = dataclasses.replace(SIGNAL, price_open=math.nan)
-    with pytest.raises(StorageError, match="price_open is nan, not a number"):
+    with pytest.raises(StorageError, match="price_open is nan, not a finite number"):
         ledger.record_opened(broken)
     assert rows(tmp_path / "btkit.sqlite") == []
 
@@ -62,6 +62,22 @@ def test_only_true_duplicates_are_skipped(tmp_path):
     with pytest.raises(StorageError, match="refused an event: NOT NULL constraint failed"):
         ledger.record_opened(nameless)
     assert rows(tmp_path / "btkit.sqlite") == [("sig-1", "opened", None)]
+
+
+def test_a_different_event_under_the_same_key_is_refused_not_dropped(tmp_path):
+    ledger = SqliteLedger(tmp_path / "btkit.sqlite")
+    ledger.record_opened(SIGNAL)
+    ledger.record_closed(closed())
+    ledger.record_closed(closed())  # the same event again: a replayed crash step
+    with pytest.raises(StorageError, match=r"already holds a different closed event") as caught:
+        ledger.record_closed(closed(pnl=2.0))
+    assert "pnl_percentage 1.5 -> 2.0" in str(caught.value)
+    edited = dataclasses.replace(SIGNAL, price_take_profit=120.0)
+    with pytest.raises(StorageError, match=r"price_take_profit 110\.0 -> 120\.0"):
+        ledger.record_opened(edited)
+    assert rows(tmp_path / "btkit.sqlite") == [("sig-1", "opened", None), ("sig-1", "closed", 1.5)]
+    ledger.record_opened(dataclasses.replace(SIGNAL, id="sig-2"))  # no transaction left open
+    assert len(rows(tmp_path / "btkit.sqlite")) == 3
 
 
 def test_an_infinite_lifetime_is_stored_and_read_back(tmp_path):

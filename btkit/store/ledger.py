@@ -3,10 +3,11 @@
 `<data>/btkit.sqlite`, WAL mode with a busy timeout, so several daemons write
 at once and `btkit report` reads while they run; `synchronous=FULL`, so a
 committed event survives power loss. Inserts are idempotent on
-(run, signal, action): replaying a crashed step never duplicates an event;
-any other failed insert (a NaN price, a NOT NULL column) is an error, never
-skipped. An infinite lifetime is stored as REAL Inf. A writer waits at most
-`BUSY_TIMEOUT_SECONDS` for another process's write lock, then says who holds it.
+(run, signal, action): replaying a crashed step never duplicates an event.
+Nothing else is skipped: a different event under that key, a NaN price, a
+NOT NULL column are errors. An infinite lifetime is stored as REAL Inf. A
+writer waits at most `BUSY_TIMEOUT_SECONDS` for another process's write lock,
+then says who holds it.
 The schema version is `PRAGMA user_version`; migrations only add.
 
 Live events share the run id "live"; each backtest gets its own run id.
@@ -132,47 +133,62 @@ def _signal_row(signal: OpenSignal) -> tuple[object, ...]:
     )
 
 
-_INSERT = """
-    INSERT INTO events (run_id, mode, action, signal_id, strategy, exchange, symbol,
-        position, opened_at, price_open, price_take_profit, price_stop_loss,
-        minute_estimated_time, note, closed_at, close_reason, price_close, pnl_percentage)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (run_id, signal_id, action) DO NOTHING
-"""
-# Only a true duplicate (same run, signal, action) is skipped: a NOT NULL or
-# CHECK failure raises, where INSERT OR IGNORE would silently drop the event.
+_COLUMNS = (
+    "run_id",
+    "mode",
+    "action",
+    "signal_id",
+    "strategy",
+    "exchange",
+    "symbol",
+    "position",
+    "opened_at",
+    "price_open",
+    "price_take_profit",
+    "price_stop_loss",
+    "minute_estimated_time",
+    "note",
+    "closed_at",
+    "close_reason",
+    "price_close",
+    "pnl_percentage",
+)
+# Only a true duplicate (the same event again) is skipped: a NOT NULL or CHECK
+# failure raises, where INSERT OR IGNORE would silently drop the event, and a
+# different event under the same (run, signal, action) is refused by _write.
+_INSERT = (
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (run_id, signal_id, action) DO NOTHING"
+)
+_STORED = (
+    f"SELECT {', '.join(_COLUMNS)} FROM events WHERE run_id = ? AND signal_id = ? AND action = ?"
+)
 
 BUSY_TIMEOUT_SECONDS = 10.0
 """Longest wait for another process's write lock. btkit's own write transactions
 last milliseconds (a big backtest batch, about a second); longer means a stuck
 or foreign holder, which waiting on would only stall every symbol's loop."""
 
-_ROW_NUMBERS = {
-    9: "price_open",
-    10: "price_take_profit",
-    11: "price_stop_loss",
-    12: "minute_estimated_time",
-    16: "price_close",
-    17: "pnl_percentage",
-}
+_PRICES = ("price_open", "price_take_profit", "price_stop_loss", "price_close", "pnl_percentage")
 
 
 def _check_numbers(row: tuple[object, ...]) -> None:
     """NaN binds as NULL in SQLite: refuse it loudly instead of storing a hole."""
-    for index, name in _ROW_NUMBERS.items():
-        value = row[index]
-        if value is None and index >= 16 and row[2] == "opened":
-            continue
-        if not isinstance(value, int | float) or math.isnan(value):
+    event = dict(zip(_COLUMNS, row, strict=True))
+    checked = [*_PRICES, "minute_estimated_time"]
+    if event["action"] == "opened":
+        checked = [name for name in checked if name not in ("price_close", "pnl_percentage")]
+    for name in checked:
+        value = event[name]
+        usable = isinstance(value, int | float) and (
+            math.isfinite(value) or (name == "minute_estimated_time" and value == math.inf)
+        )
+        if not usable:
             raise StorageError(
-                f"Refusing to record the {row[2]} event of signal {row[3]} ({row[6]}): "
-                f"{name} is {value!r}, not a number. Nothing was written; this is a bug "
-                "or bad data upstream (the state file still holds the signal)."
-            )
-        if math.isinf(value) and name != "minute_estimated_time":
-            raise StorageError(
-                f"Refusing to record the {row[2]} event of signal {row[3]} ({row[6]}): "
-                f"{name} is {value!r}. Nothing was written; this is a bug or bad data upstream."
+                f"Refusing to record the {event['action']} event of signal "
+                f"{event['signal_id']} ({event['symbol']}): {name} is {value!r}, not a finite "
+                "number. Nothing was written; this is a bug or bad data upstream (the state "
+                "file still holds the signal)."
             )
 
 
@@ -337,6 +353,10 @@ class SqliteLedger:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise self._write_error(exc) from exc
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def _write_error(self, exc: sqlite3.Error) -> StorageError:
         """Advice that fits the failure: a held lock, a refused row, or the disk."""
@@ -357,7 +377,25 @@ class SqliteLedger:
         for row in rows:
             _check_numbers(row)
         with self._transaction() as db:
-            db.executemany(_INSERT, rows)
+            for row in rows:
+                if db.execute(_INSERT, row).rowcount == 0:
+                    self._check_duplicate(db, row)
+
+    def _check_duplicate(self, db: sqlite3.Connection, row: tuple[object, ...]) -> None:
+        """A replayed crash step writes the same event again; anything else is refused."""
+        stored = db.execute(_STORED, (row[0], row[3], row[2])).fetchone()
+        changed = [
+            f"{name} {old!r} -> {new!r}"
+            for name, old, new in zip(_COLUMNS, stored, row, strict=True)
+            if old != new
+        ]
+        if changed:
+            raise StorageError(
+                f"The ledger {self.path} already holds a different {row[2]} event for signal "
+                f"{row[3]} ({row[6]}, run {row[0]}): {', '.join(changed)}. Nothing was "
+                "overwritten and the new event was not recorded (the state file still holds "
+                "the signal). Inspect both; to keep a separate record, use another --data-dir."
+            )
 
     def record_opened(self, signal: OpenSignal) -> None:
         """Idempotent: recording a restored signal again after a crash changes nothing."""
