@@ -142,6 +142,10 @@ def live(
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run a strategy on symbols until stopped (or until the replayed history ends)."""
+    from btkit.runtime.stop_signals import StopLatch
+
+    latch = StopLatch()
+    latch.install()  # first: a SIGTERM while the heavy modules load still stops cleanly
     from btkit.console import choose_mode, make_printer, setup_logging
     from btkit.runtime.assembly import RunOptions
     from btkit.runtime.daemon import run_daemon
@@ -167,6 +171,7 @@ def live(
                 printer=printer,
                 options=options,
                 drain=drain,
+                latch=latch,
             )
         )
     )

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from btkit.store.candle_csv import read_candle_csv
 from tests.binance_server import GOOD_KEY, BinanceServer
-from tests.conftest import ALWAYS_LONG, REPO, json_events
+from tests.conftest import ALWAYS_LONG, REPO, Lines, json_events
 
 WINDOW = ("--start", "2018-01-20T06:00", "--end", "2018-01-20T14:00")
 
@@ -192,7 +191,8 @@ def test_sigterm_during_retries_still_stops_cleanly(project, binance):
     with project.start(
         "live", "ETHBTC", "-s", "my-strategy", "-e", "binance", *WINDOW, env=env
     ) as daemon:
-        time.sleep(1.5)
+        stderr = Lines(daemon.stderr)
+        stderr.wait_for(lambda line: "retry 1/3" in line)
         daemon.send_signal(signal.SIGTERM)
-        code = daemon.wait(timeout=30)
-    assert code == 0
+        code = daemon.wait(timeout=60)
+    assert code == 0, stderr.text()

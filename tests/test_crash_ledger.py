@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 
 import pytest
 
-from tests.conftest import ALWAYS_LONG
+from tests.conftest import ALWAYS_LONG, Lines
 
 
 def ledger_rows(path):
@@ -59,7 +58,7 @@ def test_two_daemons_share_one_ledger_and_report_reads_while_they_run(project):
         project.start("live", "LTCBTC", *args) as ltc,
     ):
         try:
-            time.sleep(1.0)
+            Lines(eth.stdout).wait_for(lambda line: '"opened"' in line)
             during = project.run("report", "my-strategy", "--format", "json")
             assert eth.wait(timeout=60) == 0
             assert ltc.wait(timeout=60) == 0

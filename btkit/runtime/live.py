@@ -92,7 +92,7 @@ class LiveSession:
         ]
         heartbeat = asyncio.create_task(self._heartbeat())
         finished = asyncio.gather(*tasks)
-        finished.add_done_callback(lambda _: self._queue.put_nowait(None))
+        finished.add_done_callback(self._all_ended)
         try:
             while (result := await self._queue.get()) is not None:
                 yield result
@@ -102,6 +102,11 @@ class LiveSession:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, heartbeat, return_exceptions=True)
+
+    def _all_ended(self, finished: asyncio.Future[list[None]]) -> None:
+        if not finished.cancelled():
+            finished.exception()  # marked retrieved: a cancelled consumer logs no noise
+        self._queue.put_nowait(None)
 
     async def _run_symbol(self, runner: SymbolRunner) -> None:
         try:
