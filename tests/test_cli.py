@@ -268,3 +268,55 @@ def test_a_start_that_conflicts_with_the_saved_replay_is_an_error(project):
         "live", "ETHBTC", "-s", "my-strategy", "--start", "2018-01-20 08:00", "--restart"
     )
     assert restarted.returncode == 0, restarted.stderr
+
+
+BLOCKING = """
+import time
+from btkit import strategy
+
+@strategy("blocking", interval="1m", warmup_minutes=10)
+async def blocking(symbol):
+    time.sleep(3600)  # a synchronous call: freezes the event loop
+"""
+
+HANGING = """
+import asyncio
+from btkit import strategy
+
+@strategy("hanging", interval="1m", warmup_minutes=10)
+async def hanging(symbol):
+    await asyncio.Event().wait()  # never returns
+"""
+
+
+def test_a_strategy_that_blocks_the_loop_is_named_and_cannot_block_a_stop(project):
+    project.write_strategy("blocking.py", BLOCKING)
+    env = {"BTKIT_STRATEGY_TIMEOUT_SECONDS": "1"}
+    with project.start("live", "ETHBTC", "-s", "blocking", env=env) as daemon:
+        stderr = Lines(daemon.stderr)
+        try:
+            blocked = stderr.wait_for(lambda line: "BLOCKED" in line)
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(timeout=120)
+        finally:
+            daemon.kill()
+    assert "strategy blocking get_signal for ETHBTC" in blocked
+    assert "blocking.py:7" in blocked
+    assert code == 1
+    assert "stop requested, but strategy blocking get_signal" in stderr.text()
+    assert not list(project.signal_dir.glob("*.tmp"))
+
+
+def test_a_get_signal_that_never_returns_times_out_and_stops_cleanly(project):
+    project.write_strategy("hanging.py", HANGING)
+    env = {"BTKIT_STRATEGY_TIMEOUT_SECONDS": "0.5"}
+    with project.start("live", "ETHBTC", "-s", "hanging", env=env) as daemon:
+        stderr = Lines(daemon.stderr)
+        try:
+            stderr.wait_for(lambda line: "did not return within 0.5 s" in line)
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(timeout=120)
+        finally:
+            daemon.kill()
+    assert code == 0, stderr.text()
+    assert "Traceback" not in stderr.text()

@@ -13,7 +13,7 @@ from btkit.domain import MINUTE_MS
 from btkit.engine.pnl import Costs
 from btkit.errors import ExchangeOutageError, TransientExchangeError
 from btkit.market.service import ExchangeMarket
-from btkit.runtime.live import LiveOptions, LiveSession
+from btkit.runtime.live import LiveOptions, LiveSession, SymbolFailedError
 from btkit.runtime.runner import SymbolRunner
 from btkit.store.signal_state import MemorySignalStore
 from tests.fakes import ListExchange, flat_candle, minute
@@ -84,20 +84,62 @@ def test_short_outages_are_skipped_and_logged(caplog):
     assert session.runners[0].last_tick == minute(60)
 
 
-def test_symbols_are_independent_when_one_fails(caplog):
+def test_a_dead_symbol_is_restarted_named_and_starves_the_watchdog(caplog):
     candles = [flat_candle(n, 100.0) for n in range(70)]
+    fetches = {"BAD": 0}
 
     class HalfBroken(ListExchange):
         async def fetch_candles(self, symbol, interval, since_ms, limit):
             if symbol == "BAD":
+                fetches["BAD"] += 1
                 raise ValueError("bug in an adapter")
             return await super().fetch_candles(symbol, interval, since_ms, limit)
 
-    session = make_session(HalfBroken(candles), symbols=("GOOD", "BAD"))
-    asyncio.run(collect(session))
-    assert session.failed_symbols == ["BAD"]
-    assert session.runners[0].last_tick == minute(60)
-    assert "BAD stopped by an unexpected error" in caplog.text
+    options = LiveOptions(settle_ms=0, restart_backoff_seconds=0, symbol_restarts=3)
+    session = make_session(HalfBroken(candles), symbols=("GOOD", "BAD"), options=options)
+    cycles, statuses = [], []
+    session._on_cycle = cycles.append
+    original = session._supervise
+
+    async def watching(runner):
+        try:
+            await original(runner)
+        finally:
+            statuses.append(session.status_line())
+
+    session._supervise = watching
+    with pytest.raises(SymbolFailedError, match="BAD: its loop failed 4 times in a row"):
+        asyncio.run(collect(session))
+    assert fetches["BAD"] == 4  # the first run and 3 restarts
+    assert cycles == []  # never "all is well" while BAD is down
+    assert "BAD: its loop FAILED (ValueError: bug in an adapter); restarting it" in caplog.text
+    assert caplog.text.count("Traceback") <= 4
+    assert any("DOWN: BAD (failed 4x: ValueError: bug in an adapter)" in s for s in statuses)
+
+
+def test_a_symbol_that_recovers_after_a_restart_feeds_the_watchdog_again(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(70)]
+    failures = {"BAD": 2}
+
+    class Flaky(ListExchange):
+        async def fetch_candles(self, symbol, interval, since_ms, limit):
+            if symbol == "BAD" and failures["BAD"]:
+                failures["BAD"] -= 1
+                raise ValueError("bug in an adapter")
+            return await super().fetch_candles(symbol, interval, since_ms, limit)
+
+    options = LiveOptions(settle_ms=0, restart_backoff_seconds=0, symbol_restarts=3)
+    session = make_session(Flaky(candles), symbols=("GOOD", "BAD"), options=options)
+    cycles = []
+    session._on_cycle = lambda s: cycles.append(s.status_line())
+    with caplog.at_level(logging.INFO):
+        asyncio.run(collect(session))
+    assert session.down == {}
+    assert session.failed_symbols == []
+    assert all(r.last_tick == minute(60) for r in session.runners)
+    assert "BAD: its loop runs again after a restart" in caplog.text
+    assert cycles
+    assert all("DOWN" not in line for line in cycles)
 
 
 def test_stop_with_drain_waits_for_the_open_signal_to_close():

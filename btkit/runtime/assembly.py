@@ -113,6 +113,8 @@ async def open_live(
                 store=store,
                 costs=settings.costs,
                 ledger=ledger,
+                strategy_timeout=settings.strategy_timeout_seconds,
+                warn_after_failures=settings.strategy_warn_after,
             )
             for symbol, store in zip(resolved, stores, strict=True)
         ]
@@ -120,6 +122,8 @@ async def open_live(
             settle_ms=0 if simulated else int(settings.tick_settle_seconds * 1000),
             outage_budget_ms=int(settings.outage_budget_minutes * MINUTE_MS),
             heartbeat_seconds=settings.heartbeat_seconds,
+            symbol_restarts=settings.symbol_restarts,
+            warn_after=settings.strategy_warn_after,
         )
         ends: dict[str, int] = {}
         start_ms = None

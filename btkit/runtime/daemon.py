@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 
 from btkit.console import EventPrinter, StartupInfo
 from btkit.domain import OpenedResult
 from btkit.runtime.assembly import LiveSetup, RunOptions, open_live
 from btkit.runtime.live import LiveSession
+from btkit.runtime.loop_watchdog import LoopWatchdog
 from btkit.runtime.stop_signals import StopLatch
 from btkit.runtime.systemd import Notifier
 from btkit.settings import Settings
@@ -44,7 +46,9 @@ async def run_daemon(
     control = _StopControl(task, drain, notifier)
     latch.attach(loop, control.on_signal)
     try:
-        return await _run(settings, symbols, strategy, exchange, printer, options, control)
+        return await _run(
+            settings, symbols, strategy, exchange, printer, options, control, latch.requested
+        )
     except asyncio.CancelledError:
         if not control.cancelled_start:
             raise
@@ -63,6 +67,7 @@ async def _run(
     printer: EventPrinter,
     options: RunOptions,
     control: _StopControl,
+    stop_requested: threading.Event,
 ) -> int:
     notifier = control.notifier
     async with open_live(
@@ -78,12 +83,23 @@ async def _run(
         control.running(session)
         notifier.ready(session.status_line())
         opened = closed = 0
-        async for result in setup.session.events():
-            printer.event(result)
-            if isinstance(result, OpenedResult):
-                opened += 1
-            else:
-                closed += 1
+        watchdog = LoopWatchdog(
+            blocked_after=settings.strategy_timeout_seconds,
+            describe=lambda: (
+                " or ".join(r.in_strategy for r in session.runners if r.in_strategy) or None
+            ),
+            stop_requested=stop_requested,
+        )
+        pulse = asyncio.create_task(watchdog.run(), name="btkit-loop-watchdog")
+        try:
+            async for result in setup.session.events():
+                printer.event(result)
+                if isinstance(result, OpenedResult):
+                    opened += 1
+                else:
+                    closed += 1
+        finally:
+            pulse.cancel()
         notifier.stopping()
         still_open = session.open_signals
         printer.finish(

@@ -303,11 +303,12 @@ class SymbolRunner:
         where = f"strategy {self.strategy.name} get_signal for {self.symbol}"
         if failures.failed == 1:
             log.error(
-                "strategy %s raised in get_signal for %s (file %s); counted as no signal. "
-                "Later failures are counted, not printed again",
+                "strategy %s raised in get_signal for %s (file %s): %s; counted as no "
+                "signal. Later failures are counted, not printed again",
                 self.strategy.name,
                 self.symbol,
                 self.strategy.source,
+                failures.last_error,
                 exc_info=exc if not isinstance(exc, StrategyError) else None,
             )
         elif failures.in_a_row >= self._warn_after and _is_milestone(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import Callable
 from types import FrameType
 
@@ -21,6 +22,8 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 class StopLatch:
     def __init__(self) -> None:
+        self.requested = threading.Event()
+        """Set from the signal handler itself, so a thread sees it while the loop is blocked."""
         self.received: list[str] = []
         self._delivered = 0
         self._listener: Callable[[str], None] | None = None
@@ -31,16 +34,24 @@ class StopLatch:
             signal.signal(sig, self._record)
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.requested.set()
         self.received.append(signal.Signals(signum).name)
+
+    def _flag(self, signum: int, frame: FrameType | None) -> None:
+        self.requested.set()  # the loop itself hears of it through its wakeup fd
 
     def attach(self, loop: asyncio.AbstractEventLoop, listener: Callable[[str], None]) -> None:
         """Pass each stop signal to `listener` on `loop`, starting with any already received."""
         self._listener = listener
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, self._deliver, sig.name)
+            # asyncio keeps the wakeup fd; our Python-level handler also runs while a
+            # strategy blocks the loop, so the loop watchdog learns of the stop.
+            signal.signal(sig, self._flag)
         self._flush()
 
     def _deliver(self, name: str) -> None:
+        self.requested.set()
         self.received.append(name)
         self._flush()
 
