@@ -34,6 +34,7 @@ def make_session(
     symbols=("S",),
     options=LiveOptions(settle_ms=0),
     end=None,
+    strategy_timeout=None,
 ):
     end = minute(60) if end is None else end
     definition = strategy("test")(get_signal)
@@ -47,6 +48,8 @@ def make_session(
             market=market,
             store=MemorySignalStore(),
             costs=Costs(),
+            strategy_timeout=strategy_timeout,
+            warn_after_failures=options.warn_after,
         )
         for s in symbols
     ]
@@ -214,3 +217,39 @@ def test_a_tick_fetches_each_minute_once():
     assert exchange.fetches == 60  # one per tick: only the newest minute
     got = asyncio.run(market.candles("S", "1m", 35, minute(99)))
     assert [c.timestamp for c in got] == [minute(n) for n in range(64, 99)]
+
+
+def test_a_hung_get_signal_times_out_and_the_other_symbols_go_on(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(70)]
+
+    async def hang_on_one(symbol):
+        if symbol == "HUNG":
+            await asyncio.Event().wait()
+        return await long_signal(symbol)
+
+    options = LiveOptions(settle_ms=0, warn_after=3)
+    session = make_session(
+        ListExchange(candles),
+        hang_on_one,
+        symbols=("OK", "HUNG"),
+        options=options,
+        strategy_timeout=0.01,
+    )
+    results = asyncio.run(collect(session))
+    hung = session.runners[1]
+    assert {r.symbol for r in results} == {"OK"}
+    assert session.runners[0].last_tick == hung.last_tick == minute(60)
+    assert hung.failures.always
+    assert "did not return within 0.01 s" in caplog.text
+    assert "STRATEGY FAILING: HUNG (" in session.status_line()
+    assert "OK (" not in session.status_line()
+
+
+def test_the_first_heartbeat_comes_with_the_first_complete_cycle(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(100)]
+    session = make_session(ListExchange(candles), options=LiveOptions(settle_ms=2_000))
+    with caplog.at_level(logging.INFO):
+        asyncio.run(collect(session))
+    assert "1 symbol(s): first tick now, for the minute" in caplog.text
+    first = next(r.message for r in caplog.records if r.message.startswith("heartbeat:"))
+    assert "last tick 2023-11-14 22:04 UTC; next tick at 2023-11-14 22:05:02 UTC" in first
