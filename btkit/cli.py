@@ -326,6 +326,9 @@ def report(
         Path | None, typer.Option(help="Write here (default: <logs>/<mode>/<strategy>.md)")
     ] = None,
     report_format: Annotated[str, typer.Option("--format", help="md or json")] = "md",
+    run: Annotated[
+        str | None, typer.Option(help="A ledger run id, or 'all' (default: the latest run)")
+    ] = None,
     data_dir: DataDir = None,
     logs_dir: LogsDir = None,
 ) -> None:
@@ -346,6 +349,7 @@ def report(
         symbol=symbol,
         since=since_ms,
         until=until_ms,
+        run_id=run,
     )
     _exit_with(
         lambda: run_report(

@@ -101,6 +101,11 @@ async def open_live(
             _set_aside(stores)
         ledger = SqliteLedger(settings.ledger_path)
         stack.callback(ledger.close)
+        if options.restart:  # a new run: reused signal ids never meet the old run's events
+            run_id = ledger.start_run(strategy.name, label, WallClock().now_ms())
+            log.info("--restart: recording into the new ledger run %s", run_id)
+        else:
+            ledger.resume_run(strategy.name, label)
         reports = LiveReportWriter(ledger, settings.logs_dir, strategy.name, time.monotonic)
         stack.callback(reports.flush)
         market = ExchangeMarket(exchange, report_gaps=not is_replay)
