@@ -320,3 +320,34 @@ def test_a_get_signal_that_never_returns_times_out_and_stops_cleanly(project):
             daemon.kill()
     assert code == 0, stderr.text()
     assert "Traceback" not in stderr.text()
+
+
+HUNG_UNTIL_STOPPED = """
+import asyncio, pathlib
+from btkit import strategy
+
+@strategy("hung", interval="1m", warmup_minutes=10)
+async def hung(symbol):
+    pathlib.Path("hanging-now").touch()
+    await asyncio.Event().wait()  # never returns
+"""
+
+
+def test_a_stop_does_not_wait_for_a_hung_get_signal(project):
+    project.write_strategy("hung.py", HUNG_UNTIL_STOPPED)
+    env = {"BTKIT_STRATEGY_TIMEOUT_SECONDS": "3600"}  # far longer than the wait below
+    with project.start("live", "ETHBTC", "-s", "hung", env=env) as daemon:
+        stderr = Lines(daemon.stderr)
+        try:
+            deadline = time.monotonic() + 120
+            while not (project.root / "hanging-now").exists():
+                assert daemon.poll() is None, stderr.text()
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            daemon.send_signal(signal.SIGTERM)
+            code = daemon.wait(timeout=120)
+        finally:
+            daemon.kill()
+    assert code == 0, stderr.text()
+    assert "get_signal cancelled: btkit is stopping" in stderr.text()
+    assert "Traceback" not in stderr.text()

@@ -98,6 +98,8 @@ class LiveSession:
         self._drain = drain and first_stop
         if not self._drain:
             self._wake.set()
+            for runner in self.runners:
+                runner.stop_now.set()  # a hung strategy call is cancelled, not awaited
             if self._on_stop is not None:
                 self._on_stop()  # cut retry waits short: the tick gives up and we exit
 

@@ -115,6 +115,8 @@ class SymbolRunner:
         self.failures = StrategyFailures()
         self.in_strategy: str | None = None
         """The strategy call in progress, named for the loop watchdog."""
+        self.stop_now = asyncio.Event()
+        """Set on a plain stop: a strategy call in progress is cancelled, not awaited."""
         self._ledger: EventLog = ledger or NoLedger()
         self._method = MethodContext(strategy.name, exchange_name, frame_name)
         restored = store.load()
@@ -264,6 +266,9 @@ class SymbolRunner:
         try:
             result = await self._bounded("get_signal", self.strategy.get_signal(self.symbol))
         except Exception as exc:
+            if self.stop_now.is_set():
+                log.info("%s: get_signal cancelled: btkit is stopping", self.symbol)
+                return None
             self._strategy_failed(exc)
             return None
         if self.failures.in_a_row:
@@ -284,13 +289,23 @@ class SymbolRunner:
         try:
             if self._timeout is None:
                 return await call
+            task = asyncio.ensure_future(call)
+            stopping = asyncio.ensure_future(self.stop_now.wait())
             try:
-                return await asyncio.wait_for(call, self._timeout)
-            except TimeoutError:
-                raise StrategyError(
-                    f"{what} did not return within {self._timeout:g} s "
-                    "(BTKIT_STRATEGY_TIMEOUT_SECONDS); it was cancelled"
-                ) from None
+                done, _ = await asyncio.wait(
+                    {task, stopping}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stopping.cancel()
+            if task in done:
+                return task.result()
+            task.cancel()
+            if self.stop_now.is_set():
+                raise StrategyError(f"{what} cancelled: btkit is stopping")
+            raise StrategyError(
+                f"{what} did not return within {self._timeout:g} s "
+                "(BTKIT_STRATEGY_TIMEOUT_SECONDS); it was cancelled"
+            )
         finally:
             self.in_strategy = None
 
