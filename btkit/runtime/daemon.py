@@ -70,6 +70,12 @@ async def _run(
     stop_requested: threading.Event,
 ) -> int:
     notifier = control.notifier
+    log.info(
+        "starting %s on %s for %d symbol(s): loading the strategy, markets and saved state",
+        strategy,
+        exchange,
+        len(symbols),
+    )
     async with open_live(
         settings,
         symbols,
