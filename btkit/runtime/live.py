@@ -107,10 +107,12 @@ class LiveSession:
         """Run every symbol and yield `opened`/`closed` results until all have ended."""
         first = floor_to(self.clock.now_ms() - self.options.settle_ms, MINUTE_MS)
         log.info(
-            "%d symbol(s): first tick now, for the minute %s; then one every minute, %g s after it",
+            "%d symbol(s): first tick now, for the minute %s; then %s",
             len(self.runners),
             format_time(first),
-            self.options.settle_ms / 1000,
+            f"one every minute, {self.options.settle_ms / 1000:g} s after it"
+            if self.options.settle_ms
+            else "one per simulated minute",
         )
         for _ in self.runners:
             self.clock.join()  # all at once, so simulated time waits for every symbol
