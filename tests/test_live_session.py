@@ -102,22 +102,15 @@ def test_a_dead_symbol_is_restarted_named_and_starves_the_watchdog(caplog):
     session = make_session(HalfBroken(candles), symbols=("GOOD", "BAD"), options=options)
     cycles, statuses = [], []
     session._on_cycle = cycles.append
-    original = session._supervise
-
-    async def watching(runner):
-        try:
-            await original(runner)
-        finally:
-            statuses.append(session.status_line())
-
-    session._supervise = watching
+    session.on_status = lambda s: statuses.append(s.status_line())
     with pytest.raises(SymbolFailedError, match="BAD: its loop failed 4 times in a row"):
         asyncio.run(collect(session))
     assert fetches["BAD"] == 4  # the first run and 3 restarts
     assert cycles == []  # never "all is well" while BAD is down
     assert "BAD: its loop FAILED (ValueError: bug in an adapter); restarting it" in caplog.text
     assert caplog.text.count("Traceback") <= 4
-    assert any("DOWN: BAD (failed 4x: ValueError: bug in an adapter)" in s for s in statuses)
+    assert "DOWN: BAD (failed 1x: ValueError: bug in an adapter)" in statuses[0]
+    assert "DOWN: BAD (failed 4x: ValueError: bug in an adapter)" in statuses[-1]
 
 
 def test_a_symbol_that_recovers_after_a_restart_feeds_the_watchdog_again(caplog):

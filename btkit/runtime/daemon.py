@@ -87,6 +87,7 @@ async def _run(
         session = setup.session
         printer.startup(_startup_info(settings, setup, options))
         control.running(session)
+        session.on_status = lambda changed: notifier.send(f"STATUS={changed.status_line()}")
         notifier.ready(session.status_line())
         opened = closed = 0
         watchdog = LoopWatchdog(

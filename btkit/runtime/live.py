@@ -69,6 +69,8 @@ class LiveSession:
         self.failed_symbols: list[str] = []
         self.down: dict[str, str] = {}
         """Symbols whose loop failed and waits to restart -> why."""
+        self.on_status: Callable[[LiveSession], None] | None = None
+        """Called when a symbol goes down or comes back (e.g. to update systemd's STATUS=)."""
         self._first_cycle_done = False
         self._ends = ends or {}
         self._on_closed = on_closed
@@ -165,6 +167,7 @@ class LiveSession:
                 in_a_row = 1 if runner.ticks > ticks_before else in_a_row + 1
                 why = f"{type(exc).__name__}: {exc}"
                 self.down[runner.symbol] = f"failed {in_a_row}x: {why}"
+                self._status_changed()
                 if in_a_row > options.symbol_restarts:
                     self.failed_symbols.append(runner.symbol)
                     raise SymbolFailedError(
@@ -185,6 +188,10 @@ class LiveSession:
                 )
                 if await self._backoff(delay):
                     return  # stopping
+
+    def _status_changed(self) -> None:
+        if self.on_status is not None:
+            self.on_status(self)
 
     async def _backoff(self, seconds: float) -> bool:
         """Wait in wall time (cut short by a stop); True if stopping."""
@@ -211,6 +218,7 @@ class LiveSession:
                     last_data = when
                     if self.down.pop(runner.symbol, None) is not None:
                         log.warning("%s: its loop runs again after a restart", runner.symbol)
+                        self._status_changed()
                 elif when - last_data > options.outage_budget_ms:
                     raise ExchangeOutageError(
                         f"{runner.symbol}: no candles for {(when - last_data) // MINUTE_MS} "
