@@ -45,7 +45,7 @@ class Project:
         return [sys.executable, "-m", "btkit", *args]
 
     def run(
-        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+        self, *args: str, timeout: float = 900, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command(*args),
