@@ -253,6 +253,10 @@ def live(
     log_level: LogLevel = None,
 ) -> None:
     """Run a strategy on symbols until stopped (or until the replayed history ends)."""
+    from btkit.runtime.stop_signals import StopLatch
+
+    latch = StopLatch()
+    latch.install()  # first: a SIGTERM while the heavy modules load still stops cleanly
     from btkit.console import choose_mode, make_printer
     from btkit.runtime.assembly import RunOptions
     from btkit.runtime.daemon import run_daemon
@@ -279,6 +283,7 @@ def live(
                 printer=printer,
                 options=options,
                 drain=drain,
+                latch=latch,
             )
         ),
         interrupted="stopped before start-up finished; state files are unchanged.",
@@ -503,6 +508,9 @@ def report(
         Path | None, typer.Option(help="Write here (default: <logs>/<mode>/<strategy>.md)")
     ] = None,
     report_format: Annotated[str, typer.Option("--format", help="md or json")] = "md",
+    run: Annotated[
+        str | None, typer.Option(help="A ledger run id, or 'all' (default: the latest run)")
+    ] = None,
     data_dir: DataDir = None,
     logs_dir: LogsDir = None,
 ) -> None:
@@ -524,6 +532,7 @@ def report(
         symbol=symbol,
         since=since_ms,
         until=until_ms,
+        run_id=run,
     )
     _exit_with(
         lambda: run_report(

@@ -3,7 +3,9 @@
 `WallClock` is real time. `SimulatedClock` is replayed time shared by the
 per-symbol tasks: it jumps to the earliest requested wake-up once every
 participating task is waiting, so a week of minutes runs in seconds, in order,
-deterministically. At a finite `speed` it paces jumps in wall time.
+deterministically. At a finite `speed` it keeps a wall-time schedule: simulated
+minute m is due at a fixed wall time, so the ticks' own work does not slow the
+pace (a run that falls behind catches up without waiting).
 """
 
 from __future__ import annotations
@@ -55,12 +57,16 @@ class SimulatedClock:
         *,
         speed: float | None = None,
         wall_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wall_now: Callable[[], float] = time.monotonic,
     ) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be > 0 simulated minutes per second")
         self._now = start_ms
         self._speed = speed
         self._wall_sleep = wall_sleep
+        self._wall_now = wall_now
+        self._anchor: tuple[float, int] | None = None
+        """(wall seconds, simulated ms) the pacing schedule counts from."""
         self._participants = 0
         self._waiting = 0
         self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -82,6 +88,7 @@ class SimulatedClock:
         if when_ms < self._now:
             raise ValueError(f"simulated clock cannot go back from {self._now} to {when_ms}")
         self._now = when_ms
+        self._anchor = None  # a jump by hand starts a new schedule
         self._wake_due()
 
     async def sleep_until(self, when_ms: int) -> None:
@@ -112,12 +119,22 @@ class SimulatedClock:
                 return
             target = self._heap[0][0]
             if self._speed is not None:
-                await self._wall_sleep((target - self._now) / MINUTE_MS / self._speed)
+                await self._wall_sleep(self._wall_delay(target))
             self._now = max(self._now, target)
             self._wake_due()
         finally:
             self._advancer = None
         self._maybe_advance()
+
+    def _wall_delay(self, target: int) -> float:
+        """Seconds until simulated `target` is due on the schedule (0 when behind it)."""
+        assert self._speed is not None
+        wall = self._wall_now()
+        if self._anchor is None:
+            self._anchor = (wall, self._now)
+        anchor_wall, anchor_sim = self._anchor
+        due = anchor_wall + (target - anchor_sim) / MINUTE_MS / self._speed
+        return max(0.0, due - wall)
 
     def _wake_due(self) -> None:
         while self._heap and self._heap[0][0] <= self._now:

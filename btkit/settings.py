@@ -52,6 +52,15 @@ class Settings(BaseSettings):
         2.0, ge=0, le=30, description="Wait after the minute so the finished candle is served"
     )
     heartbeat_seconds: float = Field(300.0, gt=0, description="Heartbeat log interval")
+    strategy_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest a strategy call may take (live); longer is a failure"
+    )
+    strategy_warn_after: int = Field(
+        10, ge=1, description="Warn loudly after this many get_signal failures in a row"
+    )
+    symbol_restarts: int = Field(
+        5, ge=0, description="Restarts of a failed symbol loop in a row before exiting 1"
+    )
     outage_budget_minutes: float = Field(
         15.0, gt=0, description="Exit non-zero after exchange requests failed this long"
     )

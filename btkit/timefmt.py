@@ -16,6 +16,10 @@ def format_time(timestamp_ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(timestamp_ms // 1000))
 
 
+def format_time_seconds(timestamp_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp_ms // 1000))
+
+
 def file_stamp(timestamp_ms: int) -> str:
     return utc(timestamp_ms).strftime("%Y%m%dT%H%M%SZ")
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +45,7 @@ class Project:
         return [sys.executable, "-m", "btkit", *args]
 
     def run(
-        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+        self, *args: str, timeout: float = 900, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.command(*args),
@@ -72,6 +76,63 @@ class Project:
         """A second data folder with the same candles, for a reference run."""
         shutil.copytree(self.root / "data" / "candles", self.root / name / "candles")
         return name
+
+
+class Lines:
+    """A pipe's lines, read on a thread, so a test waits for one with a deadline (no sleeps)."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.lines[seen:]:
+                    if predicate(line):
+                        return line
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if self.closed or left <= 0:
+                    raise AssertionError("no matching line in:\n" + "".join(self.lines))
+                self._changed.wait(left)
+
+    def text(self, timeout: float = 60) -> str:
+        self._thread.join(timeout)
+        return "".join(self.lines)
+
+
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process `pid` has a handler for `sig` (Linux: SigCgt in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+def wait_until_catching(
+    process: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM, timeout: float = 120
+) -> None:
+    """Wait (with a deadline) until the process handles `sig`: its earliest safe moment."""
+    deadline = time.monotonic() + timeout
+    while not catches(process.pid, sig):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"process never installed a {sig.name} handler")
+        time.sleep(0.002)
 
 
 def json_events(stdout: str) -> list[dict]:

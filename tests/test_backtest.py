@@ -305,3 +305,23 @@ async def record(symbol):
     bad = project.run("backtest", "ETHBTC", "-s", "my-strategy", "--step", "7m")
     assert bad.returncode == 2
     assert "--step must be one of" in bad.stderr
+
+
+ALWAYS_RAISES = """
+from btkit import strategy
+
+@strategy("broken", interval="5m", warmup_minutes=10)
+async def broken(symbol):
+    raise KeyError("close_price")
+"""
+
+
+def test_a_backtest_whose_strategy_always_raises_ends_nonzero_with_one_traceback(project):
+    project.write_strategy("broken.py", ALWAYS_RAISES)
+    done = project.run("backtest", "ETHBTC", "LTCBTC", "-s", "broken", "--workers", "1")
+    assert done.returncode == 1
+    assert done.stderr.count("Traceback") == 2  # once per symbol, then counted
+    assert "broken get_signal for ETHBTC has FAILED 100 times in a row" in done.stderr
+    assert "get_signal raised on every one of its 287 calls for ETHBTC" in done.stderr
+    assert "calls for LTCBTC" in done.stderr
+    assert "KeyError: 'close_price'" in done.stderr

@@ -13,7 +13,7 @@ from btkit.domain import MINUTE_MS
 from btkit.engine.pnl import Costs
 from btkit.errors import ExchangeOutageError, TransientExchangeError
 from btkit.market.service import ExchangeMarket
-from btkit.runtime.live import LiveOptions, LiveSession
+from btkit.runtime.live import LiveOptions, LiveSession, SymbolFailedError
 from btkit.runtime.runner import SymbolRunner
 from btkit.store.signal_state import MemorySignalStore
 from tests.fakes import ListExchange, flat_candle, minute
@@ -34,6 +34,7 @@ def make_session(
     symbols=("S",),
     options=LiveOptions(settle_ms=0),
     end=None,
+    strategy_timeout=None,
 ):
     end = minute(60) if end is None else end
     definition = strategy("test")(get_signal)
@@ -47,6 +48,8 @@ def make_session(
             market=market,
             store=MemorySignalStore(),
             costs=Costs(),
+            strategy_timeout=strategy_timeout,
+            warn_after_failures=options.warn_after,
         )
         for s in symbols
     ]
@@ -84,20 +87,55 @@ def test_short_outages_are_skipped_and_logged(caplog):
     assert session.runners[0].last_tick == minute(60)
 
 
-def test_symbols_are_independent_when_one_fails(caplog):
+def test_a_dead_symbol_is_restarted_named_and_starves_the_watchdog(caplog):
     candles = [flat_candle(n, 100.0) for n in range(70)]
+    fetches = {"BAD": 0}
 
     class HalfBroken(ListExchange):
         async def fetch_candles(self, symbol, interval, since_ms, limit):
             if symbol == "BAD":
+                fetches["BAD"] += 1
                 raise ValueError("bug in an adapter")
             return await super().fetch_candles(symbol, interval, since_ms, limit)
 
-    session = make_session(HalfBroken(candles), symbols=("GOOD", "BAD"))
-    asyncio.run(collect(session))
-    assert session.failed_symbols == ["BAD"]
-    assert session.runners[0].last_tick == minute(60)
-    assert "BAD stopped by an unexpected error" in caplog.text
+    options = LiveOptions(settle_ms=0, restart_backoff_seconds=0, symbol_restarts=3)
+    session = make_session(HalfBroken(candles), symbols=("GOOD", "BAD"), options=options)
+    cycles, statuses = [], []
+    session._on_cycle = cycles.append
+    session.on_status = lambda s: statuses.append(s.status_line())
+    with pytest.raises(SymbolFailedError, match="BAD: its loop failed 4 times in a row"):
+        asyncio.run(collect(session))
+    assert fetches["BAD"] == 4  # the first run and 3 restarts
+    assert cycles == []  # never "all is well" while BAD is down
+    assert "BAD: its loop FAILED (ValueError: bug in an adapter); restarting it" in caplog.text
+    assert caplog.text.count("Traceback") <= 4
+    assert "DOWN: BAD (failed 1x: ValueError: bug in an adapter)" in statuses[0]
+    assert "DOWN: BAD (failed 4x: ValueError: bug in an adapter)" in statuses[-1]
+
+
+def test_a_symbol_that_recovers_after_a_restart_feeds_the_watchdog_again(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(70)]
+    failures = {"BAD": 2}
+
+    class Flaky(ListExchange):
+        async def fetch_candles(self, symbol, interval, since_ms, limit):
+            if symbol == "BAD" and failures["BAD"]:
+                failures["BAD"] -= 1
+                raise ValueError("bug in an adapter")
+            return await super().fetch_candles(symbol, interval, since_ms, limit)
+
+    options = LiveOptions(settle_ms=0, restart_backoff_seconds=0, symbol_restarts=3)
+    session = make_session(Flaky(candles), symbols=("GOOD", "BAD"), options=options)
+    cycles = []
+    session._on_cycle = lambda s: cycles.append(s.status_line())
+    with caplog.at_level(logging.INFO):
+        asyncio.run(collect(session))
+    assert session.down == {}
+    assert session.failed_symbols == []
+    assert all(r.last_tick == minute(60) for r in session.runners)
+    assert "BAD: its loop runs again after a restart" in caplog.text
+    assert cycles
+    assert all("DOWN" not in line for line in cycles)
 
 
 def test_stop_with_drain_waits_for_the_open_signal_to_close():
@@ -172,3 +210,39 @@ def test_a_tick_fetches_each_minute_once():
     assert exchange.fetches == 60  # one per tick: only the newest minute
     got = asyncio.run(market.candles("S", "1m", 35, minute(99)))
     assert [c.timestamp for c in got] == [minute(n) for n in range(64, 99)]
+
+
+def test_a_hung_get_signal_times_out_and_the_other_symbols_go_on(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(70)]
+
+    async def hang_on_one(symbol):
+        if symbol == "HUNG":
+            await asyncio.Event().wait()
+        return await long_signal(symbol)
+
+    options = LiveOptions(settle_ms=0, warn_after=3)
+    session = make_session(
+        ListExchange(candles),
+        hang_on_one,
+        symbols=("OK", "HUNG"),
+        options=options,
+        strategy_timeout=0.01,
+    )
+    results = asyncio.run(collect(session))
+    hung = session.runners[1]
+    assert {r.symbol for r in results} == {"OK"}
+    assert session.runners[0].last_tick == hung.last_tick == minute(60)
+    assert hung.failures.always
+    assert "did not return within 0.01 s" in caplog.text
+    assert "STRATEGY FAILING: HUNG (" in session.status_line()
+    assert "OK (" not in session.status_line()
+
+
+def test_the_first_heartbeat_comes_with_the_first_complete_cycle(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(100)]
+    session = make_session(ListExchange(candles), options=LiveOptions(settle_ms=2_000))
+    with caplog.at_level(logging.INFO):
+        asyncio.run(collect(session))
+    assert "1 symbol(s): first tick now, for the minute" in caplog.text
+    first = next(r.message for r in caplog.records if r.message.startswith("heartbeat:"))
+    assert "last tick 2023-11-14 22:04 UTC; next tick at 2023-11-14 22:05:02 UTC" in first

@@ -32,7 +32,7 @@ from btkit.store.atomic import check_writable
 from btkit.store.ledger import SqliteLedger
 from btkit.store.signal_state import JsonSignalStore
 from btkit.strategies import StrategyDef, resolve_strategy
-from btkit.timefmt import file_stamp
+from btkit.timefmt import file_stamp, format_time
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class LiveSetup:
     symbols: list[str]
     replay_start_ms: int | None = None
     exchange_label: str = ""
+    already_finished: bool = False
+    """A resumed replay whose saved cursor is at the end of its history."""
 
 
 @asynccontextmanager
@@ -100,6 +102,11 @@ async def open_live(
             _set_aside(stores)
         ledger = SqliteLedger(settings.ledger_path)
         stack.callback(ledger.close)
+        if options.restart:  # a new run: reused signal ids never meet the old run's events
+            run_id = ledger.start_run(strategy.name, label, WallClock().now_ms())
+            log.info("--restart: recording into the new ledger run %s", run_id)
+        else:
+            ledger.resume_run(strategy.name, label)
         reports = LiveReportWriter(ledger, settings.logs_dir, strategy.name, time.monotonic)
         stack.callback(reports.flush)
         market = ExchangeMarket(exchange, report_gaps=not is_replay)
@@ -112,6 +119,8 @@ async def open_live(
                 store=store,
                 costs=settings.costs,
                 ledger=ledger,
+                strategy_timeout=settings.strategy_timeout_seconds,
+                warn_after_failures=settings.strategy_warn_after,
             )
             for symbol, store in zip(resolved, stores, strict=True)
         ]
@@ -119,12 +128,16 @@ async def open_live(
             settle_ms=0 if simulated else int(settings.tick_settle_seconds * 1000),
             outage_budget_ms=int(settings.outage_budget_minutes * MINUTE_MS),
             heartbeat_seconds=settings.heartbeat_seconds,
+            symbol_restarts=settings.symbol_restarts,
+            warn_after=settings.strategy_warn_after,
         )
         ends: dict[str, int] = {}
         start_ms = None
+        already_finished = False
         if isinstance(clock, SimulatedClock):
             start_ms, ends = _simulated_frame(exchange, runners, strategy, options)
             clock.jump_to(start_ms)
+            already_finished = _warn_if_finished(runners, ends)
         session = LiveSession(
             runners,
             clock,
@@ -134,7 +147,7 @@ async def open_live(
             on_stop=retry_sleep.stop.set,
             on_cycle=on_cycle,
         )
-        yield LiveSetup(session, strategy, resolved, start_ms, label)
+        yield LiveSetup(session, strategy, resolved, start_ms, label, already_finished)
 
 
 def ensure_file_descriptors(symbols: int) -> None:
@@ -186,6 +199,23 @@ def _simulated_frame(
     return start, ends
 
 
+def _warn_if_finished(runners: Sequence[SymbolRunner], ends: dict[str, int]) -> bool:
+    """A resumed replay with nothing left to replay says so, instead of `0 opened, 0 closed`."""
+    finished = [
+        r.symbol for r in runners if r.last_tick is not None and r.last_tick >= ends[r.symbol]
+    ]
+    if finished and len(finished) == len(runners):
+        log.warning(
+            "the saved replay of %s is already at its end (last tick %s): nothing to replay. "
+            "Run again with --restart to replay from the start (the saved state is kept "
+            "aside).",
+            " ".join(finished),
+            format_time(max(r.last_tick or 0 for r in runners)),
+        )
+        return True
+    return False
+
+
 def _locked_store(
     stack: AsyncExitStack, settings: Settings, exchange: str, strategy: str, symbol: str
 ) -> JsonSignalStore:
@@ -223,8 +253,12 @@ def _replay_start(
     cursors = [r.last_tick + MINUTE_MS for r in runners if r.last_tick is not None]
     if cursors:
         start = min(cursors)
-        if requested is not None and requested != start:
-            log.warning("resuming the replay from its saved cursor; --restart honours --start")
+        if requested is not None and floor_to(requested, MINUTE_MS) != start:
+            raise ConfigError(
+                f"--start {format_time(requested)} conflicts with the saved replay, which "
+                f"resumes at {format_time(start)}. Add --restart to replay from --start "
+                "(the saved state is kept aside), or drop --start to resume."
+            )
         return start
     if requested is not None:
         return floor_to(requested, MINUTE_MS)

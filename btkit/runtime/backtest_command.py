@@ -134,7 +134,34 @@ def run_backtest_command(
         highlight=False,
         soft_wrap=True,
     )
-    return 0
+    return _strategy_failures(outcomes, strategy.name, stderr)
+
+
+def _strategy_failures(outcomes: Sequence[SymbolOutcome], strategy: str, stderr: Console) -> int:
+    """1 (with a summary) when get_signal raised on every call for some symbol; else 0."""
+    broken = [o for o in outcomes if o.failures.always]
+    for outcome in outcomes:
+        failures = outcome.failures
+        if failures.failed and not failures.always:
+            stderr.print(
+                f"warning: {strategy} get_signal raised {failures.failed:,} of "
+                f"{failures.calls:,} times for {outcome.job.symbol} "
+                f"(last: {failures.last_error})",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+    for outcome in broken:
+        stderr.print(
+            f"error: {strategy} get_signal raised on every one of its "
+            f"{outcome.failures.calls:,} calls for {outcome.job.symbol} "
+            f"(last: {outcome.failures.last_error}); these results mean nothing. "
+            "Fix the strategy (the first traceback is above) and run again.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    return 1 if broken else 0
 
 
 def _summary_table(outcomes: Sequence[SymbolOutcome]) -> Table:

@@ -25,7 +25,7 @@ from btkit.market.array_market import ArrayMarket
 from btkit.market.arrays import CandleArrays
 from btkit.runtime.backtest import BacktestRun, Progress
 from btkit.runtime.frames import Frame, default_start, frame_for
-from btkit.runtime.runner import SymbolRunner
+from btkit.runtime.runner import StrategyFailures, SymbolRunner
 from btkit.settings import Settings
 from btkit.store.candle_cache import load_candles
 from btkit.store.candle_files import SUFFIX, find_candle_file
@@ -56,6 +56,7 @@ class SymbolOutcome:
     closed: list[ClosedResult] = field(default_factory=list)
     opened: list[OpenedResult] = field(default_factory=list)
     still_open: OpenSignal | None = None
+    failures: StrategyFailures = field(default_factory=StrategyFailures)
 
     def __repr__(self) -> str:
         # Short on purpose: asyncio.run formats the main task (and so this result) on exit.
@@ -159,6 +160,7 @@ async def run_one(
     outcome.closed = [closed async for closed in run.results()]
     outcome.opened = run.opened
     outcome.still_open = run.still_open
+    outcome.failures = run.runner.failures
     return outcome
 
 

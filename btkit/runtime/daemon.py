@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
+import threading
 from collections.abc import Sequence
 
 from btkit.console import EventPrinter, StartupInfo
 from btkit.domain import OpenedResult
 from btkit.runtime.assembly import LiveSetup, RunOptions, open_live
 from btkit.runtime.live import LiveSession
+from btkit.runtime.loop_watchdog import LoopWatchdog
+from btkit.runtime.stop_signals import StopLatch
 from btkit.runtime.systemd import Notifier
 from btkit.settings import Settings
 from btkit.timefmt import format_time
@@ -27,9 +29,53 @@ async def run_daemon(
     printer: EventPrinter,
     options: RunOptions = RunOptions(),
     drain: bool = False,
+    latch: StopLatch | None = None,
 ) -> int:
-    """Run until stopped or the replay ends; 0 on a clean end, 1 if a symbol failed."""
+    """Run until stopped or the replay ends; 0 on a clean end, 1 if a symbol failed.
+
+    `latch` holds stop signals received before the loop ran (the CLI installs it
+    first thing); a stop during start-up ends the run before its first tick.
+    """
+    if latch is None:
+        latch = StopLatch()
+        latch.install()
     notifier = Notifier.from_environment()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    control = _StopControl(task, drain, notifier)
+    latch.attach(loop, control.on_signal)
+    try:
+        return await _run(
+            settings, symbols, strategy, exchange, printer, options, control, latch.requested
+        )
+    except asyncio.CancelledError:
+        if not control.cancelled_start:
+            raise
+        task.uncancel()
+        printer.finish("stopped during start-up, before the first tick; nothing was traded")
+        return 0
+    finally:
+        latch.detach(loop)
+
+
+async def _run(
+    settings: Settings,
+    symbols: Sequence[str],
+    strategy: str,
+    exchange: str,
+    printer: EventPrinter,
+    options: RunOptions,
+    control: _StopControl,
+    stop_requested: threading.Event,
+) -> int:
+    notifier = control.notifier
+    log.info(
+        "starting %s on %s for %d symbol(s): loading the strategy, markets and saved state",
+        strategy,
+        exchange,
+        len(symbols),
+    )
     async with open_live(
         settings,
         symbols,
@@ -40,15 +86,27 @@ async def run_daemon(
     ) as setup:
         session = setup.session
         printer.startup(_startup_info(settings, setup, options))
-        _install_stop_handlers(session, drain, notifier)
+        control.running(session)
+        session.on_status = lambda changed: notifier.send(f"STATUS={changed.status_line()}")
         notifier.ready(session.status_line())
         opened = closed = 0
-        async for result in setup.session.events():
-            printer.event(result)
-            if isinstance(result, OpenedResult):
-                opened += 1
-            else:
-                closed += 1
+        watchdog = LoopWatchdog(
+            blocked_after=settings.strategy_timeout_seconds,
+            describe=lambda: (
+                " or ".join(r.in_strategy for r in session.runners if r.in_strategy) or None
+            ),
+            stop_requested=stop_requested,
+        )
+        pulse = asyncio.create_task(watchdog.run(), name="btkit-loop-watchdog")
+        try:
+            async for result in setup.session.events():
+                printer.event(result)
+                if isinstance(result, OpenedResult):
+                    opened += 1
+                else:
+                    closed += 1
+        finally:
+            pulse.cancel()
         notifier.stopping()
         still_open = session.open_signals
         printer.finish(
@@ -59,18 +117,41 @@ async def run_daemon(
                 if session.failed_symbols
                 else ""
             )
+            + (
+                ". The replay was already at its end; add --restart to replay it again"
+                if setup.already_finished
+                else ""
+            )
         )
         return 1 if session.failed_symbols else 0
 
 
-def _install_stop_handlers(session: LiveSession, drain: bool, notifier: Notifier) -> None:
-    loop = asyncio.get_running_loop()
-    received: list[str] = []
+class _StopControl:
+    """What a stop signal does: cancel the start-up, or stop (or drain) the session."""
 
-    def on_signal(name: str) -> None:
-        received.append(name)
-        notifier.stopping()
-        if len(received) == 1 and drain:
+    def __init__(self, task: asyncio.Task[int], drain: bool, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.cancelled_start = False
+        self._task = task
+        self._drain = drain
+        self._session: LiveSession | None = None
+        self._received: list[str] = []
+
+    def running(self, session: LiveSession) -> None:
+        """From here on a signal stops the session after its tick instead."""
+        self._session = session
+
+    def on_signal(self, name: str) -> None:
+        self._received.append(name)
+        self.notifier.stopping()
+        session = self._session
+        if session is None:
+            if not self.cancelled_start:
+                log.warning("%s during start-up: stopping before the first tick", name)
+                self.cancelled_start = True
+                self._task.cancel()
+            return
+        if len(self._received) == 1 and self._drain:
             log.warning(
                 "%s: no new signals; waiting for %d open signal(s) to close "
                 "(send it again to stop now)",
@@ -81,9 +162,6 @@ def _install_stop_handlers(session: LiveSession, drain: bool, notifier: Notifier
         else:
             log.warning("%s: finishing the current tick, then stopping", name)
             session.stop()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig.name)
 
 
 def _startup_info(settings: Settings, setup: LiveSetup, options: RunOptions) -> StartupInfo:

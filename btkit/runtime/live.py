@@ -4,11 +4,17 @@ Each task: take `when` from the clock, tick, hand `opened`/`closed` to the
 consumer, sleep to the next minute boundary plus a settle delay. `stop()`
 lets the tick in progress finish; with `drain` the tasks keep monitoring open
 signals (and open no new ones) until they close.
+
+A symbol whose loop fails is restarted with backoff and named in the status
+line and heartbeat while it is down; while any symbol is down no tick cycle
+completes, so the systemd watchdog is not fed. After `symbol_restarts` failures
+in a row the process ends with status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -18,12 +24,16 @@ from btkit.domain import MINUTE_MS, ClosedResult, OpenedResult, StreamedResult
 from btkit.engine.intervals import floor_to
 from btkit.errors import BtkitError, ExchangeError, ExchangeOutageError, StorageError
 from btkit.runtime.runner import SymbolRunner
-from btkit.timefmt import format_time
+from btkit.timefmt import format_time, format_time_seconds
 
 log = logging.getLogger(__name__)
 
 FATAL = (StorageError, ExchangeOutageError)
-"""Errors that end the process (systemd restarts it); others end only their symbol."""
+"""Errors that end the process (systemd restarts it); others restart only their symbol."""
+
+
+class SymbolFailedError(BtkitError):
+    """A symbol's loop failed `symbol_restarts` times in a row: exit 1 for the supervisor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +43,12 @@ class LiveOptions:
     heartbeat_seconds: float = 300.0
     checkpoint_minutes: int = 60
     """Also persist the cursor this often, so a restart replays little."""
+    symbol_restarts: int = 5
+    """Restarts of a failed symbol loop in a row before the process gives up."""
+    restart_backoff_seconds: float = 1.0
+    """First wait before restarting a failed symbol loop; doubles, capped at a minute."""
+    warn_after: int = 10
+    """get_signal failures in a row after which the status line names the symbol."""
 
 
 class LiveSession:
@@ -51,6 +67,11 @@ class LiveSession:
         self.clock = clock
         self.options = options
         self.failed_symbols: list[str] = []
+        self.down: dict[str, str] = {}
+        """Symbols whose loop failed and waits to restart -> why."""
+        self.on_status: Callable[[LiveSession], None] | None = None
+        """Called when a symbol goes down or comes back (e.g. to update systemd's STATUS=)."""
+        self._first_cycle_done = False
         self._ends = ends or {}
         self._on_closed = on_closed
         self._on_stop = on_stop
@@ -79,11 +100,22 @@ class LiveSession:
         self._drain = drain and first_stop
         if not self._drain:
             self._wake.set()
+            for runner in self.runners:
+                runner.stop_now.set()  # a hung strategy call is cancelled, not awaited
             if self._on_stop is not None:
                 self._on_stop()  # cut retry waits short: the tick gives up and we exit
 
     async def events(self) -> AsyncIterator[StreamedResult]:
         """Run every symbol and yield `opened`/`closed` results until all have ended."""
+        first = floor_to(self.clock.now_ms() - self.options.settle_ms, MINUTE_MS)
+        log.info(
+            "%d symbol(s): first tick now, for the minute %s; then %s",
+            len(self.runners),
+            format_time(first),
+            f"one every minute, {self.options.settle_ms / 1000:g} s after it"
+            if self.options.settle_ms
+            else "one per simulated minute",
+        )
         for _ in self.runners:
             self.clock.join()  # all at once, so simulated time waits for every symbol
         tasks = [
@@ -109,15 +141,7 @@ class LiveSession:
 
     async def _run_symbol(self, runner: SymbolRunner) -> None:
         try:
-            await self._loop(runner)
-        except FATAL:
-            raise
-        except BtkitError as exc:
-            log.error("%s stopped: %s", runner.symbol, exc)
-            self.failed_symbols.append(runner.symbol)
-        except Exception:
-            log.exception("%s stopped by an unexpected error", runner.symbol)
-            self.failed_symbols.append(runner.symbol)
+            await self._supervise(runner)
         finally:
             self._active -= 1
             self.clock.leave()
@@ -126,6 +150,54 @@ class LiveSession:
                     runner.checkpoint()
                 except StorageError as exc:
                     log.error("%s: could not save the cursor on exit: %s", runner.symbol, exc)
+
+    async def _supervise(self, runner: SymbolRunner) -> None:
+        """Run the symbol's loop; restart it with backoff when it fails, give up after N."""
+        options = self.options
+        in_a_row = 0
+        while True:
+            ticks_before = runner.ticks
+            try:
+                await self._loop(runner)
+                return
+            except FATAL:
+                raise
+            except Exception as exc:
+                in_a_row = 1 if runner.ticks > ticks_before else in_a_row + 1
+                why = f"{type(exc).__name__}: {exc}"
+                self.down[runner.symbol] = f"failed {in_a_row}x: {why}"
+                self._status_changed()
+                if in_a_row > options.symbol_restarts:
+                    self.failed_symbols.append(runner.symbol)
+                    raise SymbolFailedError(
+                        f"{runner.symbol}: its loop failed {in_a_row} times in a row (last: "
+                        f"{why}); exiting so the supervisor restarts btkit. Open signals "
+                        "are safe in their state files."
+                    ) from exc
+                delay = min(60.0, options.restart_backoff_seconds * 2 ** (in_a_row - 1))
+                log.error(
+                    "%s: its loop FAILED (%s); restarting it in %.0f s (%d of %d restarts "
+                    "in a row; the watchdog is not fed while it is down)",
+                    runner.symbol,
+                    why,
+                    delay,
+                    in_a_row,
+                    options.symbol_restarts,
+                    exc_info=None if isinstance(exc, BtkitError) else exc,
+                )
+                if await self._backoff(delay):
+                    return  # stopping
+
+    def _status_changed(self) -> None:
+        if self.on_status is not None:
+            self.on_status(self)
+
+    async def _backoff(self, seconds: float) -> bool:
+        """Wait in wall time (cut short by a stop); True if stopping."""
+        if not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), seconds)
+        return self._stopping and not self._drain
 
     async def _loop(self, runner: SymbolRunner) -> None:
         options = self.options
@@ -143,6 +215,9 @@ class LiveSession:
             if runner.last_tick is None or when > runner.last_tick:
                 if await self._tick(runner, when):
                     last_data = when
+                    if self.down.pop(runner.symbol, None) is not None:
+                        log.warning("%s: its loop runs again after a restart", runner.symbol)
+                        self._status_changed()
                 elif when - last_data > options.outage_budget_ms:
                     raise ExchangeOutageError(
                         f"{runner.symbol}: exchange requests failed for "
@@ -166,15 +241,34 @@ class LiveSession:
         self._ticked.pop(when, None)
         for stale in [m for m in self._ticked if m < when]:
             del self._ticked[stale]
+        if self.down:
+            return  # never tell the watchdog all is well while a symbol is down
+        if not self._first_cycle_done:
+            self._first_cycle_done = True
+            log.info(
+                "heartbeat: %s; next tick at %s",
+                self.status_line(),
+                format_time_seconds(when + MINUTE_MS + self.options.settle_ms),
+            )
         if self._on_cycle is not None:
             self._on_cycle(self)
 
     def status_line(self) -> str:
+        """For STATUS= and the heartbeat: counts, then every symbol that needs a look."""
         last = max((r.last_tick or 0 for r in self.runners), default=0) or None
-        return (
+        line = (
             f"{len(self.runners)} symbol(s), {self.open_signals} open signal(s), "
             f"last tick {format_time(last)}"
         )
+        if self.down:
+            line += "; DOWN: " + ", ".join(f"{s} ({why})" for s, why in self.down.items())
+        failing = [r for r in self.runners if r.failures.in_a_row >= self.options.warn_after]
+        if failing:
+            line += "; STRATEGY FAILING: " + ", ".join(
+                f"{r.symbol} ({r.failures.in_a_row} in a row: {r.failures.last_error})"
+                for r in failing
+            )
+        return line
 
     def _done(self, runner: SymbolRunner) -> bool:
         if not self._stopping:
@@ -211,6 +305,7 @@ class LiveSession:
             stopper.cancel()
 
     async def _heartbeat(self) -> None:
+        """Every `heartbeat_seconds`; the first one is logged when the first cycle completes."""
         while True:
             await asyncio.sleep(self.options.heartbeat_seconds)
             log.info("heartbeat: %s", self.status_line())

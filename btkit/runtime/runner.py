@@ -10,10 +10,13 @@ state file, then the ledger; a close writes the ledger, then the state file;
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import uuid
-from typing import Literal, TypedDict
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Literal, TypedDict, TypeVar
 
 from btkit.context import ExecutionContext, MethodContext, tick_context
 from btkit.domain import (
@@ -29,7 +32,7 @@ from btkit.domain import (
 from btkit.engine.decision import close_reason, signal_call_due
 from btkit.engine.pnl import Costs, compute_pnl
 from btkit.engine.validation import coerce_signal, validate_signal
-from btkit.errors import ExchangeError
+from btkit.errors import ExchangeError, StrategyError
 from btkit.faults import crash_point
 from btkit.market.service import MarketData
 from btkit.store.ledger import EventLog, NoLedger
@@ -38,6 +41,7 @@ from btkit.strategies import Callback, StrategyDef
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 _SIGNAL_IDS = uuid.UUID("6f1c1d2e-5b7a-4a43-9a51-1f0e6b0d7c11")
 
 
@@ -51,6 +55,28 @@ class _Header(TypedDict):
 
 
 CallbackName = Literal["on_open", "on_active", "on_idle", "on_close", "on_tick"]
+
+
+@dataclass(slots=True)
+class StrategyFailures:
+    """get_signal calls and failures of one symbol, for warnings, status and summaries."""
+
+    calls: int = 0
+    failed: int = 0
+    in_a_row: int = 0
+    last_error: str = ""
+
+    @property
+    def always(self) -> bool:
+        """Every call failed (and there was at least one)."""
+        return self.calls > 0 and self.failed == self.calls
+
+
+def _is_milestone(count: int, first: int) -> bool:
+    """first, 10 * first, 100 * first...: loud, but never a flood."""
+    while count > first and count % 10 == 0:
+        count //= 10
+    return count == first
 
 
 def signal_id(exchange_name: str, strategy_name: str, symbol: str, timestamp: int) -> str:
@@ -71,6 +97,8 @@ class SymbolRunner:
         ledger: EventLog | None = None,
         backtest: bool = False,
         frame_name: str = "",
+        strategy_timeout: float | None = None,
+        warn_after_failures: int = 10,
     ) -> None:
         self.symbol = symbol
         self.strategy = strategy
@@ -81,6 +109,14 @@ class SymbolRunner:
         self.stopped = False
         """No new signals once set; an open signal is still monitored."""
         self._store = store
+        self._timeout = strategy_timeout
+        """Seconds any one strategy call may take (None: unbounded, e.g. backtests)."""
+        self._warn_after = warn_after_failures
+        self.failures = StrategyFailures()
+        self.in_strategy: str | None = None
+        """The strategy call in progress, named for the loop watchdog."""
+        self.stop_now = asyncio.Event()
+        """Set on a plain stop: a strategy call in progress is cancelled, not awaited."""
         self._ledger: EventLog = ledger or NoLedger()
         self._method = MethodContext(strategy.name, exchange_name, frame_name)
         restored = store.load()
@@ -89,6 +125,8 @@ class SymbolRunner:
         self.last_tick = restored.last_tick
         self._reconcile()
         self.restored_signal = self.signal
+        self.ticks = 0
+        """Ticks that got data, since start."""
         self.mid_tick = False
         """True while a tick runs: its in-memory state is then not yet consistent."""
 
@@ -104,6 +142,7 @@ class SymbolRunner:
                     result = await self._tick_with_signal(self.signal, when)
                 self.last_tick = when
                 if result is not None:
+                    self.ticks += 1
                     await self._callback("on_tick", result)
         finally:
             self.mid_tick = False
@@ -226,18 +265,82 @@ class SymbolRunner:
         return closed
 
     async def _call_strategy(self) -> object:
+        self.failures.calls += 1
         try:
-            return await self.strategy.get_signal(self.symbol)
+            result = await self._bounded("get_signal", self.strategy.get_signal(self.symbol))
         except ExchangeError:
             raise  # the exchange failed, not the strategy: reported as such, retried next tick
-        except Exception:
-            log.exception(
-                "strategy %s raised in get_signal for %s (file %s); counted as no signal",
+        except Exception as exc:
+            if self.stop_now.is_set():
+                log.info("%s: get_signal cancelled: btkit is stopping", self.symbol)
+                return None
+            self._strategy_failed(exc)
+            return None
+        if self.failures.in_a_row:
+            log.warning(
+                "strategy %s: get_signal works again for %s after %d failure(s) in a row",
+                self.strategy.name,
+                self.symbol,
+                self.failures.in_a_row,
+            )
+        self.failures.in_a_row = 0
+        return result
+
+    async def _bounded(self, what: str, call: Awaitable[T]) -> T:
+        """Await a strategy call within the timeout; names it for the loop watchdog."""
+        self.in_strategy = (
+            f"strategy {self.strategy.name} {what} for {self.symbol} ({self.strategy.source})"
+        )
+        try:
+            if self._timeout is None:
+                return await call
+            task = asyncio.ensure_future(call)
+            stopping = asyncio.ensure_future(self.stop_now.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    {task, stopping}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stopping.cancel()
+            if task in done:
+                return task.result()
+            task.cancel()
+            if self.stop_now.is_set():
+                raise StrategyError(f"{what} cancelled: btkit is stopping")
+            raise StrategyError(
+                f"{what} did not return within {self._timeout:g} s "
+                "(BTKIT_STRATEGY_TIMEOUT_SECONDS); it was cancelled"
+            )
+        finally:
+            self.in_strategy = None
+
+    def _strategy_failed(self, exc: Exception) -> None:
+        """The first failure with its traceback, then counts; loud after N in a row."""
+        failures = self.failures
+        failures.failed += 1
+        failures.in_a_row += 1
+        failures.last_error = f"{type(exc).__name__}: {exc}"
+        where = f"strategy {self.strategy.name} get_signal for {self.symbol}"
+        if failures.failed == 1:
+            log.error(
+                "strategy %s raised in get_signal for %s (file %s): %s; counted as no "
+                "signal. Later failures are counted, not printed again",
                 self.strategy.name,
                 self.symbol,
                 self.strategy.source,
+                failures.last_error,
+                exc_info=exc if not isinstance(exc, StrategyError) else None,
             )
-            return None
+        elif failures.in_a_row >= self._warn_after and _is_milestone(
+            failures.in_a_row, self._warn_after
+        ):
+            log.error(
+                "%s has FAILED %d times in a row (last: %s): no signals are opened until it "
+                "is fixed",
+                where,
+                failures.in_a_row,
+                failures.last_error,
+            )
 
     def _accept(self, raw: object, when: int) -> OpenSignal | None:
         if raw is None:
@@ -276,7 +379,7 @@ class SymbolRunner:
         try:
             outcome = callback(result)
             if inspect.isawaitable(outcome):
-                await outcome
+                await self._bounded(name, outcome)
         except Exception:
             log.exception(
                 "strategy %s: %s callback raised for %s", self.strategy.name, name, self.symbol

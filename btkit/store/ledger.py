@@ -10,7 +10,10 @@ writer waits at most `BUSY_TIMEOUT_SECONDS` for another process's write lock,
 then says who holds it.
 The schema version is `PRAGMA user_version`; migrations only add.
 
-Live events share the run id "live"; each backtest gets its own run id.
+Live events share the run id "live" until a replay is started over
+(`--restart`): that starts a new live-mode run, which later starts of the same
+strategy and exchange continue, so signal ids reused by the new run never meet
+the old run's events. Each backtest gets its own run id.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from btkit.store.atomic import ensure_private_dir
 from btkit.store.lock_holders import write_lock_holders
 
 LIVE_RUN = "live"
+ALL_RUNS = "all"
+"""`Query.run_id` for every run of the mode (default: the latest run)."""
 Mode = Literal["live", "backtest"]
 
 _MIGRATIONS: list[str] = [
@@ -440,6 +445,36 @@ class SqliteLedger:
         self._db.execute("PRAGMA synchronous=FULL")
         return run_id
 
+    def start_run(self, strategy: str, exchange: str, created_at: int) -> str:
+        """A new live-mode run (a replay started over); this ledger records into it."""
+        run_id = f"live-{uuid.uuid4().hex[:12]}"
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO runs VALUES (?, 'live', ?, ?, ?, '{}')",
+                (run_id, strategy, exchange, created_at),
+            )
+        self.run_id = run_id
+        return run_id
+
+    def resume_run(self, strategy: str, exchange: str) -> str:
+        """Record into the latest live-mode run of this strategy and exchange ("live" if none)."""
+        row = self._db.execute(
+            "SELECT run_id FROM runs WHERE mode = 'live' AND strategy = ? AND exchange = ? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (strategy, exchange),
+        ).fetchone()
+        self.run_id = LIVE_RUN if row is None else str(row[0])
+        return self.run_id
+
+    def latest_live_run(self, strategy: str) -> str | None:
+        """The run of the strategy's most recently recorded live event."""
+        row = self._db.execute(
+            "SELECT run_id FROM events WHERE strategy = ? AND mode = 'live' "
+            "ORDER BY rowid DESC LIMIT 1",
+            (strategy,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
     def latest_backtest(self, strategy: str) -> str | None:
         row = self._db.execute(
             "SELECT run_id FROM runs WHERE mode = 'backtest' AND strategy = ? "
@@ -457,6 +492,10 @@ class SqliteLedger:
             run_id = self.latest_backtest(query.strategy)
             if run_id is None:
                 return LedgerContents([], [], None)
+        elif query.mode == "live" and run_id is None:
+            run_id = self.latest_live_run(query.strategy)
+        if run_id == ALL_RUNS:
+            run_id = None
         where = ["strategy = ?", "mode = ?"]
         params: list[object] = [query.strategy, query.mode]
         if run_id is not None:
