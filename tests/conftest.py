@@ -58,7 +58,7 @@ class Project:
         )
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        return _Daemon(
             self.command(*args),
             cwd=self.root,
             env={**self.env(), **(env or {})},
@@ -78,6 +78,16 @@ class Project:
         return name
 
 
+class _Daemon(subprocess.Popen[str]):
+    """A started btkit that a failing test cannot leave running: leaving the `with`
+    block kills it if it is still alive, so a failed wait never hangs the suite."""
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.poll() is None:
+            self.kill()
+        super().__exit__(*exc_info)
+
+
 class Lines:
     """A pipe's lines, read on a thread, so a test waits for one with a deadline (no sleeps)."""
 
@@ -89,10 +99,13 @@ class Lines:
         self._thread.start()
 
     def _read(self, stream) -> None:
-        for line in stream:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
+        try:
+            for line in stream:
+                with self._changed:
+                    self.lines.append(line)
+                    self._changed.notify_all()
+        except (ValueError, OSError):
+            pass  # the pipe was closed under us as the process was reaped: no more lines
         with self._changed:
             self.closed = True
             self._changed.notify_all()

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from btkit import Signal, strategy
+from btkit import Signal, get_candles, strategy
 from btkit.clock import SimulatedClock
 from btkit.domain import MINUTE_MS
 from btkit.engine.pnl import Costs
@@ -236,6 +236,28 @@ def test_a_hung_get_signal_times_out_and_the_other_symbols_go_on(caplog):
     assert "did not return within 0.01 s" in caplog.text
     assert "STRATEGY FAILING: HUNG (" in session.status_line()
     assert "OK (" not in session.status_line()
+
+
+class SlowExchange(ListExchange):
+    """Every fetch takes longer than the strategy timeout, as exchange retries do."""
+
+    async def fetch_candles(self, symbol, interval, since_ms, limit):
+        await asyncio.sleep(0.05)
+        return await super().fetch_candles(symbol, interval, since_ms, limit)
+
+
+def test_waiting_for_market_data_does_not_count_against_the_strategy_timeout(caplog):
+    candles = [flat_candle(n, 100.0) for n in range(70)]
+
+    async def reads_candles(symbol):
+        await get_candles(symbol, "1m", 3)  # waits on the slow exchange, not on itself
+        return await long_signal(symbol)
+
+    session = make_session(SlowExchange(candles), reads_candles, strategy_timeout=0.01)
+    results = asyncio.run(collect(session))
+    assert [r.action for r in results][:1] == ["opened"]
+    assert session.runners[0].failures.failed == 0
+    assert "did not return within" not in caplog.text
 
 
 def test_the_first_heartbeat_comes_with_the_first_complete_cycle(caplog):

@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Literal, TypedDict, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar
 
 from btkit.context import ExecutionContext, MethodContext, tick_context
 from btkit.domain import (
@@ -35,6 +35,7 @@ from btkit.engine.validation import coerce_signal, validate_signal
 from btkit.errors import ExchangeError, StrategyError
 from btkit.faults import crash_point
 from btkit.market.service import MarketData
+from btkit.runtime.strategy_clock import TimedMarket
 from btkit.store.ledger import EventLog, NoLedger
 from btkit.store.signal_state import PersistedState, SignalStore
 from btkit.strategies import Callback, StrategyDef
@@ -110,6 +111,9 @@ class SymbolRunner:
         """No new signals once set; an open signal is still monitored."""
         self._store = store
         self._timeout = strategy_timeout
+        self._timed_market = TimedMarket(market) if strategy_timeout is not None else None
+        self._context_market: MarketData = self._timed_market or market
+        """What strategies see: timed when their calls are bounded."""
         """Seconds any one strategy call may take (None: unbounded, e.g. backtests)."""
         self._warn_after = warn_after_failures
         self.failures = StrategyFailures()
@@ -135,7 +139,7 @@ class SymbolRunner:
         execution = ExecutionContext(self.symbol, when, self.backtest)
         self.mid_tick = True
         try:
-            with tick_context(execution, self._method, self.market):
+            with tick_context(execution, self._method, self._context_market):
                 if self.signal is None:
                     result = await self._tick_without_signal(when)
                 else:
@@ -238,7 +242,9 @@ class SymbolRunner:
         if reason is None:
             raise RuntimeError(f"{self.symbol}: the signal does not close at {when}")
         with tick_context(
-            ExecutionContext(self.symbol, when, self.backtest), self._method, self.market
+            ExecutionContext(self.symbol, when, self.backtest),
+            self._method,
+            self._context_market,
         ):
             closed = await self._close(self.signal, when, price, reason)
             await self._callback("on_tick", closed)  # as `tick` does for a live close
@@ -297,22 +303,43 @@ class SymbolRunner:
             task = asyncio.ensure_future(call)
             stopping = asyncio.ensure_future(self.stop_now.wait())
             try:
-                done, _ = await asyncio.wait(
-                    {task, stopping}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
-                )
+                finished = await self._own_time_bounded(task, stopping)
             finally:
                 stopping.cancel()
-            if task in done:
+            if finished:
                 return task.result()
             task.cancel()
             if self.stop_now.is_set():
                 raise StrategyError(f"{what} cancelled: btkit is stopping")
             raise StrategyError(
-                f"{what} did not return within {self._timeout:g} s "
-                "(BTKIT_STRATEGY_TIMEOUT_SECONDS); it was cancelled"
+                f"{what} did not return within {self._timeout:g} s of its own time "
+                "(BTKIT_STRATEGY_TIMEOUT_SECONDS; waits for market data do not count); "
+                "it was cancelled"
             )
         finally:
             self.in_strategy = None
+
+    async def _own_time_bounded(
+        self, task: asyncio.Future[T], stopping: asyncio.Future[Literal[True]]
+    ) -> bool:
+        """Wait until `task` ends (True), a stop, or the timeout of the strategy's own
+        time (False): seconds spent waiting for market data are given back."""
+        timeout, market = self._timeout, self._timed_market
+        assert timeout is not None
+        assert market is not None
+        loop = asyncio.get_running_loop()
+        started, waited_before = loop.time(), market.waited()
+        left = timeout
+        while True:
+            waiting: set[asyncio.Future[Any]] = {task, stopping}
+            done, _ = await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                return True
+            if stopping in done:
+                return False
+            left = timeout - (loop.time() - started - (market.waited() - waited_before))
+            if left <= 0:
+                return False
 
     def _strategy_failed(self, exc: Exception) -> None:
         """The first failure with its traceback, then counts; loud after N in a row."""
