@@ -15,11 +15,12 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 from btkit.engine.intervals import interval_ms
 from btkit.market.arrays import CandleArrays, aggregate
+from tests.local_http import LocalHttpServer
 
 QUOTES = ("USDT", "BTC", "ETH")
 GOOD_KEY = "good-api-key"
@@ -74,7 +75,7 @@ def _market(symbol: str) -> dict[str, object]:
     }
 
 
-class BinanceServer:
+class BinanceServer(LocalHttpServer):
     def __init__(self, candles: dict[str, CandleArrays]) -> None:
         self.candles = candles
         self.faults = FaultPlan()
@@ -82,30 +83,7 @@ class BinanceServer:
         self.klines_starts: list[int] = []
         self.paths: list[str] = []
         self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server._handle(self)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._http.daemon_threads = True
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
-
-    def __enter__(self) -> BinanceServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._http.shutdown()
-        self._http.server_close()
+        super().__init__()
 
     def inject(self, *faults: str) -> None:
         with self._lock:

@@ -23,11 +23,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
 from btkit.domain import Candle
 from btkit.market.arrays import CandleArrays, aggregate
+from tests.local_http import LocalHttpServer
 
 Query = dict[str, str]
 Answer = tuple[int, object]
@@ -56,7 +57,7 @@ def scaled(series: CandleArrays, factor: float) -> CandleArrays:
     )
 
 
-class StandInServer:
+class StandInServer(LocalHttpServer):
     """HTTP plumbing shared by the stand-ins: routes, a fault queue, request log."""
 
     candle_path = ""
@@ -65,30 +66,7 @@ class StandInServer:
         self.faults: deque[str] = deque()
         self.candle_queries: list[Query] = []
         self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server._handle(self)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._http.daemon_threads = True
-        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._http.server_address[1]}"
-
-    def __enter__(self) -> StandInServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._http.shutdown()
-        self._http.server_close()
+        super().__init__()
 
     def inject(self, *faults: str) -> None:
         """Faults for the next candle requests ("ok" lets one through)."""
