@@ -137,6 +137,16 @@ def catches(pid: int, sig: signal.Signals) -> bool:
     return False
 
 
+def wait_for_paths(process: subprocess.Popen[str], *paths: Path, timeout: float = 120) -> None:
+    """Wait (with a deadline) until a running process has created every path: a test
+    strategy's way of saying "I am at this point now"."""
+    deadline = time.monotonic() + timeout
+    while not all(path.exists() for path in paths):
+        assert process.poll() is None, "the process ended before it got there"
+        assert time.monotonic() < deadline, f"none of {paths} appeared in {timeout:g} s"
+        time.sleep(0.01)
+
+
 def wait_until_catching(
     process: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM, timeout: float = 120
 ) -> None:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.conftest import ALWAYS_LONG, Lines, json_events, wait_until_catching
+from tests.conftest import ALWAYS_LONG, Lines, json_events, wait_for_paths, wait_until_catching
 
 
 def test_live_replay_prints_events_writes_state_and_exits_zero(project):
@@ -242,11 +242,7 @@ def test_a_stop_signal_during_start_up_ends_cleanly(project, sig):
     with project.start("live", "ETHBTC", "-s", "slow-import") as daemon:
         stderr = Lines(daemon.stderr)
         try:
-            deadline = time.monotonic() + 120
-            while not (project.root / "importing").exists():
-                assert daemon.poll() is None, stderr.text()
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_for_paths(daemon, project.root / "importing")
             daemon.send_signal(sig)
             (project.root / "go-on").touch()
             code = daemon.wait(timeout=60)
@@ -357,11 +353,7 @@ def test_a_stop_does_not_wait_for_a_hung_get_signal(project):
     with project.start("live", "ETHBTC", "-s", "hung", env=env) as daemon:
         stderr = Lines(daemon.stderr)
         try:
-            deadline = time.monotonic() + 120
-            while not (project.root / "hanging-now").exists():
-                assert daemon.poll() is None, stderr.text()
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
+            wait_for_paths(daemon, project.root / "hanging-now")
             daemon.send_signal(signal.SIGTERM)
             code = daemon.wait(timeout=120)
         finally:

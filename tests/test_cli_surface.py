@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 from btkit.settings import Settings
-from tests.conftest import ALWAYS_LONG, json_events
+from tests.conftest import ALWAYS_LONG, json_events, wait_for_paths
 from tests.test_disk import read_only, run_limited
 
 
@@ -64,10 +63,7 @@ def test_ctrl_c_during_a_backtest_exits_130_with_a_message(project):
             text=True,
             start_new_session=True,
         ) as process:
-            deadline = time.monotonic() + 60
-            while not all((project.root / f"started-{s}").exists() for s in symbols):
-                assert time.monotonic() < deadline, process.stderr.read()
-                time.sleep(0.02)
+            wait_for_paths(process, *(project.root / f"started-{s}" for s in symbols))
             os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
             out, err = process.communicate(timeout=60)
         assert process.returncode == 130, err

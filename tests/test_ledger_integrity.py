@@ -208,31 +208,25 @@ def test_ledger_and_lock_files_are_owner_only_under_umask_000(tmp_path):
 
 
 def test_every_file_a_live_run_writes_is_owner_only_under_umask_000(project: Project):
-    done = subprocess.run(
-        project.command("live", "ETHBTC", "-s", "my-strategy", "--data-dir", "fresh/data"),
-        cwd=project.root,
-        env={**project.env(), "BTKIT_LOGS_DIR": "fresh/logs"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        umask=0,
-        check=False,
-    )
+    def live_under_umask_000() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            project.command("live", "ETHBTC", "-s", "my-strategy", "--data-dir", "fresh/data"),
+            cwd=project.root,
+            env={**project.env(), "BTKIT_LOGS_DIR": "fresh/logs"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            umask=0,
+            check=False,
+        )
+
+    done = live_under_umask_000()
     # No candles in the fresh folder: the run stops with a clear error, after its folders exist.
     assert done.returncode == 2, done.stderr
     (project.root / "fresh" / "data" / "candles").mkdir(mode=0o755)
     for csv in (project.root / "data" / "candles").glob("*.csv"):
         (project.root / "fresh" / "data" / "candles" / csv.name).write_bytes(csv.read_bytes())
-    done = subprocess.run(
-        project.command("live", "ETHBTC", "-s", "my-strategy", "--data-dir", "fresh/data"),
-        cwd=project.root,
-        env={**project.env(), "BTKIT_LOGS_DIR": "fresh/logs"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        umask=0,
-        check=False,
-    )
+    done = live_under_umask_000()
     assert done.returncode == 0, done.stderr
     modes = _modes(project.root / "fresh")
     theirs = ("data/candles", "data/candles/ETHBTC-1m.csv", "data/candles/LTCBTC-1m.csv")
