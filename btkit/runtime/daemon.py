@@ -53,7 +53,7 @@ async def run_daemon(
         if not control.cancelled_start:
             raise
         task.uncancel()
-        printer.finish("stopped during start-up, before the first tick; nothing was traded")
+        printer.finish("stopped during start-up, before the first tick; no signal opened or closed")
         return 0
     finally:
         latch.detach(loop)
