@@ -39,7 +39,7 @@ async def always_long(symbol):
 ENGINE = """
 import asyncio, resource, sys, time
 from pathlib import Path
-from btkit.runtime.backtest_jobs import plan, run_one
+from btkit.app.backtest_jobs import plan, run_one
 from btkit.settings import Settings
 root = Path(sys.argv[1])
 settings = Settings(strategies_dir=root / "strategies", data_dir=root / "data",

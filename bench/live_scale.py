@@ -26,7 +26,7 @@ START_MS = 1_514_764_800_000
 RUN = """
 import asyncio, resource, sys, time
 from pathlib import Path
-from btkit.runtime.assembly import open_live
+from btkit.wiring.live import open_live
 from btkit.settings import Settings
 
 root, count = Path(sys.argv[1]), int(sys.argv[2])

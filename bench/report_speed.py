@@ -19,11 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from btkit.domain import ClosedResult, OpenedResult, OpenSignal, Pnl
-from btkit.report.builder import json_report, markdown_report, write_report_forms
-from btkit.report.picture import draw_equity_curve
-from btkit.report.statistics import summarize
-from btkit.store.ledger import Query, SqliteLedger
+from btkit.adapters.report.builder import json_report, markdown_report, write_report_forms
+from btkit.adapters.report.picture import draw_equity_curve
+from btkit.adapters.store.ledger import Query, SqliteLedger
+from btkit.domain.model import ClosedResult, OpenedResult, OpenSignal, Pnl
+from btkit.engine.statistics import summarize
 
 START = 1_514_764_800_000
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from btkit.context import get_average_price, get_candles
-from btkit.domain import (
+from btkit.domain.model import (
     ActiveResult,
     Candle,
     ClosedResult,

@@ -1,3 +1,3 @@
-from btkit.cli import main
+from btkit.cli.main import main
 
 main()

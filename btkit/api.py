@@ -15,15 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from btkit.domain import ClosedResult, OpenSignal, StreamedResult
-from btkit.errors import BtkitError
-from btkit.runtime.assembly import RunOptions, open_live
-from btkit.runtime.backtest import BacktestRun
-from btkit.runtime.live import LiveSession
+from btkit.domain.errors import BtkitError
+from btkit.domain.model import ClosedResult, OpenSignal, StreamedResult
+from btkit.drivers.backtest import BacktestRun
+from btkit.drivers.live import LiveSession
 from btkit.settings import Settings
+from btkit.wiring.live import RunOptions, open_live
 
 if TYPE_CHECKING:
-    from btkit.store.ledger import LedgerContents, Mode, Query
+    from btkit.adapters.store.ledger import LedgerContents, Mode, Query
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ class LiveUtils:
 
     def get_report(self, strategy: str, *, settings: Settings | None = None) -> str:
         """The live report as Markdown, from the ledger: any process, any time."""
-        from btkit.report.builder import markdown_report
+        from btkit.adapters.report.builder import markdown_report
 
         contents, query = _read_ledger(settings or Settings(), strategy, "live")
         return markdown_report(contents, query)
@@ -137,7 +137,7 @@ class LiveUtils:
         self, strategy: str, path: Path | None = None, *, settings: Settings | None = None
     ) -> Path:
         """Write the live report (default `<logs>/live/<strategy>.md`) and its picture."""
-        from btkit.report.builder import default_report_path, write_markdown_report
+        from btkit.adapters.report.builder import default_report_path, write_markdown_report
 
         settings = settings or Settings()
         contents, query = _read_ledger(settings, strategy, "live")
@@ -181,7 +181,7 @@ class BacktestUtils:
         settings: Settings | None = None,
         _attach: Callable[[BacktestRun], None] | None = None,
     ) -> AsyncIterator[ClosedResult]:
-        from btkit.runtime.backtest_jobs import plan, prepare
+        from btkit.app.backtest_jobs import plan, prepare
 
         # Loading strategies and candles takes a while: off the event loop.
         planned = await asyncio.to_thread(
@@ -220,7 +220,7 @@ class BacktestUtils:
 
     def get_report(self, strategy: str) -> str:
         """The report of the latest run of each symbol of `strategy` in this process."""
-        from btkit.report.builder import results_report
+        from btkit.adapters.report.builder import results_report
 
         runs = list(self._latest.get(strategy, {}).values())
         return results_report(
@@ -233,14 +233,14 @@ class BacktestUtils:
     def dump(
         self, strategy: str, path: Path | None = None, settings: Settings | None = None
     ) -> Path:
-        from btkit.store.atomic import write_private
+        from btkit.adapters.store.atomic import write_private
 
         target = path or (settings or Settings()).logs_dir / "backtest" / f"{strategy}.md"
         return write_private(target, self.get_report(strategy).encode())
 
 
 def _read_ledger(settings: Settings, strategy: str, mode: Mode) -> tuple[LedgerContents, Query]:
-    from btkit.store.ledger import Query, SqliteLedger
+    from btkit.adapters.store.ledger import Query, SqliteLedger
 
     query = Query(strategy=strategy, mode=mode)
     ledger = SqliteLedger(settings.ledger_path)
@@ -251,7 +251,7 @@ def _read_ledger(settings: Settings, strategy: str, mode: Mode) -> tuple[LedgerC
 
 
 def _time(value: str | int | None) -> int | None:
-    from btkit.timefmt import parse_utc
+    from btkit.domain.timefmt import parse_utc
 
     return parse_utc(value) if isinstance(value, str) else value
 

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from btkit.domain import Candle
-from btkit.market.service import MarketData
+from btkit.domain.model import Candle
+from btkit.ports import MarketData
 
 
 @dataclass(frozen=True, slots=True)

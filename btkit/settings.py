@@ -12,8 +12,8 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from btkit.domain.errors import ConfigError
 from btkit.engine.pnl import Costs
-from btkit.errors import ConfigError
 
 PREFIX = "BTKIT_"
 NOT_SETTINGS = ("BTKIT_FAULT_KILL_AT",)

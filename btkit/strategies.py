@@ -19,9 +19,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from btkit.domain import Signal
+from btkit.domain.errors import ConfigError, StrategyLoadError
+from btkit.domain.model import Signal
 from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
-from btkit.errors import ConfigError, StrategyLoadError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from btkit.domain import MINUTE_MS, Candle
+from btkit.domain.model import MINUTE_MS, Candle
 from btkit.engine.intervals import interval_ms
 from btkit.market.arrays import CandleArrays, aggregate
 

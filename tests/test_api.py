@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from btkit import ClosedResult, Live, OpenedResult, listen_signal_live
-from btkit.errors import ConfigError
-from btkit.runtime.assembly import RunOptions
+from btkit.domain.errors import ConfigError
 from btkit.settings import Settings
+from btkit.wiring.live import RunOptions
 from tests.conftest import ALWAYS_LONG
 
 

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 
 from btkit import Backtest, Signal, strategy
+from btkit.adapters.store.signal_state import MemorySignalStore
+from btkit.app.frames import Frame
+from btkit.domain.errors import ConfigError, DataError
+from btkit.drivers.backtest import BacktestRun
+from btkit.drivers.runner import SymbolRunner
 from btkit.engine.pnl import Costs, compute_pnl
-from btkit.errors import ConfigError, DataError
 from btkit.market.array_market import ArrayMarket
 from btkit.market.arrays import CandleArrays
-from btkit.runtime.backtest import BacktestRun
-from btkit.runtime.frames import Frame
-from btkit.runtime.runner import SymbolRunner
 from btkit.settings import Settings
-from btkit.store.signal_state import MemorySignalStore
 from tests.fakes import flat_candle, minute
 from tests.test_runner import LONG, SCENARIOS, once
 
@@ -293,7 +293,7 @@ async def record(symbol):
     SEEN.append(execution_context().when)
 """,
     )
-    from btkit.runtime.backtest_jobs import plan, prepare
+    from btkit.app.backtest_jobs import plan, prepare
 
     planned = plan(settings_for(project), ["ETHBTC"], "record", "replay", step="15m")
     run = prepare(planned.jobs[0], planned.strategy, planned.history["ETHBTC"])

@@ -79,8 +79,8 @@ def test_a_2_gb_sparse_file_is_refused_at_once(project):
 
 
 def test_candle_files_are_found_by_any_spelling_of_the_symbol(tmp_path):
-    from btkit.errors import DataError
-    from btkit.store.candle_files import find_candle_file
+    from btkit.adapters.store.candle_files import find_candle_file
+    from btkit.domain.errors import DataError
 
     for name in ("ETH-BTC", "LTCBTC", "XRP_ETH", "ETHBTC:BTC", "ABC-DE", "AB-CDE"):
         (tmp_path / f"{name}-1m.csv").touch()

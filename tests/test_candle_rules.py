@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from btkit.adapters.exchanges.candle_rows import checked_candles
+from btkit.adapters.store.candle_cache import cache_path, load_candles
+from btkit.adapters.store.candle_csv import parse_candle_csv, read_candle_csv
+from btkit.domain.errors import DataError
 from btkit.engine.candle_rules import (
     BAD_VOLUME,
     FAULTS,
@@ -23,10 +27,6 @@ from btkit.engine.candle_rules import (
     describe_faults,
     first_faults,
 )
-from btkit.errors import DataError
-from btkit.exchanges.candle_rows import checked_candles
-from btkit.store.candle_cache import cache_path, load_candles
-from btkit.store.candle_csv import parse_candle_csv, read_candle_csv
 
 T = 1_516_406_400_000  # 2018-01-20T00:00Z
 GOOD_ROW = (T, 2.0, 3.0, 1.0, 2.5, 10.0)
@@ -149,7 +149,7 @@ def test_a_line_without_end_is_refused_with_bounded_memory(tmp_path):
 
 
 def test_blocks_split_anywhere_give_the_same_candles(tmp_path, monkeypatch):
-    import btkit.store.candle_csv as candle_csv
+    import btkit.adapters.store.candle_csv as candle_csv
 
     path = tmp_path / "X-1m.csv"
     rows = _rows(200)

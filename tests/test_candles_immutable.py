@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
+from btkit.adapters.store.candle_csv import read_candle_csv
 from btkit.market.array_market import ArrayMarket
 from btkit.market.service import ExchangeMarket
-from btkit.store.candle_csv import read_candle_csv
 from tests.conftest import REPO, json_events
 from tests.fakes import ListExchange, flat_candle, minute
 from tests.test_parity import closed_signals

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from btkit.store.candle_csv import read_candle_csv
+from btkit.adapters.store.candle_csv import read_candle_csv
 from tests.binance_server import GOOD_KEY, BinanceServer
 from tests.conftest import ALWAYS_LONG, REPO, Lines, json_events
 

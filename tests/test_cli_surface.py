@@ -240,8 +240,8 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_is_kept_redacted(
 
     import pytest
 
-    from btkit import cli
-    from btkit.runtime import report_command
+    from btkit.app import report_command
+    from btkit.cli import main as cli
 
     secret = "crash-secret-0123456789"
     monkeypatch.chdir(tmp_path)

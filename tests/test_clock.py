@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from btkit.clock import SimulatedClock
+from btkit.adapters.clock import SimulatedClock
 
 
 def test_simulated_time_jumps_when_every_participant_waits():

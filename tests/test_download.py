@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from btkit.store.candle_append import CandleAppender
-from btkit.store.candle_csv import read_candle_csv
+from btkit.adapters.store.candle_append import CandleAppender
+from btkit.adapters.store.candle_csv import read_candle_csv
 from tests.binance_server import BinanceServer
 from tests.conftest import REPO
 from tests.fakes import flat_candle

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from btkit.domain import Candle, OpenSignal, Signal
+from btkit.domain.model import Candle, OpenSignal, Signal
 from btkit.engine.decision import close_reason, price_hits, signal_call_due
 from btkit.engine.pnl import Costs, compute_pnl
 from btkit.engine.pricing import vwap

@@ -9,13 +9,13 @@ import stat
 import pytest
 
 from btkit import Signal, strategy
-from btkit.domain import ClosedResult, OpenSignal, Pnl
+from btkit.adapters.store.ledger import Query, SqliteLedger
+from btkit.adapters.store.signal_state import MemorySignalStore
+from btkit.domain.errors import StorageError
+from btkit.domain.model import ClosedResult, OpenSignal, PersistedState, Pnl
+from btkit.drivers.runner import SymbolRunner
 from btkit.engine.pnl import Costs
-from btkit.errors import StorageError
 from btkit.market.service import ExchangeMarket
-from btkit.runtime.runner import SymbolRunner
-from btkit.store.ledger import Query, SqliteLedger
-from btkit.store.signal_state import MemorySignalStore, PersistedState
 from tests.fakes import ListExchange, flat_candle, minute
 
 SIGNAL = OpenSignal("sig-1", "long", 100.0, 110.0, 95.0, 60, "ETHBTC", "strat", "replay", minute(5))
@@ -163,7 +163,7 @@ def test_several_processes_can_create_the_ledger_at_once(tmp_path):
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from btkit.store.ledger import SqliteLedger\n"
+        "from btkit.adapters.store.ledger import SqliteLedger\n"
         "while time.time() < float(sys.argv[2]):\n"
         "    pass\n"
         "SqliteLedger(Path(sys.argv[1])).close()\n"

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from btkit.errors import StorageError
-from btkit.store.ledger import LedgerLockedError, Query, SqliteLedger
-from btkit.store.lock_holders import write_lock_pids
-from btkit.store.signal_state import JsonSignalStore
+from btkit.adapters.store.ledger import LedgerLockedError, Query, SqliteLedger
+from btkit.adapters.store.lock_holders import write_lock_pids
+from btkit.adapters.store.signal_state import JsonSignalStore
+from btkit.domain.errors import StorageError
 from tests.conftest import Project
 from tests.test_ledger import SIGNAL, closed
 

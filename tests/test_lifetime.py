@@ -13,11 +13,11 @@ import math
 import numpy as np
 
 from btkit import Signal
-from btkit.domain import OpenSignal
+from btkit.adapters.store.ledger import Query, SqliteLedger
+from btkit.domain.model import OpenSignal
+from btkit.drivers.backtest import _SCAN_CHUNK
 from btkit.engine.decision import close_reason
 from btkit.engine.scan import first_close_index
-from btkit.runtime.backtest import _SCAN_CHUNK
-from btkit.store.ledger import Query, SqliteLedger
 from tests.fakes import flat_candle, minute
 from tests.test_backtest import collect, make_run
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from btkit.errors import PermanentExchangeError
-from btkit.exchanges.classify import error_code, is_transient
-from btkit.exchanges.markets import MarketIndex, market_names
+from btkit.adapters.exchanges.classify import error_code, is_transient
+from btkit.adapters.exchanges.markets import MarketIndex, market_names
+from btkit.domain.errors import PermanentExchangeError
 
 
 def market(market_id, kind="spot"):

@@ -11,16 +11,16 @@ import stat
 import pytest
 
 from btkit import Signal, get_candles, strategy
-from btkit.clock import SimulatedClock
-from btkit.domain import MINUTE_MS
+from btkit.adapters.clock import SimulatedClock
+from btkit.adapters.exchanges.retry import RetryPolicy, with_retries
+from btkit.adapters.store.candle_append import CandleAppender
+from btkit.adapters.store.signal_state import MemorySignalStore
+from btkit.domain.errors import ExchangeOutageError, TransientExchangeError
+from btkit.domain.model import MINUTE_MS
+from btkit.drivers.live import LiveOptions, LiveSession
+from btkit.drivers.runner import SymbolRunner
 from btkit.engine.pnl import Costs
-from btkit.errors import ExchangeOutageError, TransientExchangeError
-from btkit.exchanges.retry import RetryPolicy, with_retries
 from btkit.market.service import ExchangeMarket
-from btkit.runtime.live import LiveOptions, LiveSession
-from btkit.runtime.runner import SymbolRunner
-from btkit.store.candle_append import CandleAppender
-from btkit.store.signal_state import MemorySignalStore
 from tests.fakes import ListExchange, flat_candle, minute
 
 

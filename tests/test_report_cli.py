@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 
-from btkit.clock import WallClock
+from btkit.adapters.clock import WallClock
 
 
 def test_report_writes_markdown_and_picture_from_the_ledger(project):

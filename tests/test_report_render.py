@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from btkit.domain import ClosedResult, OpenSignal, Pnl
-from btkit.report.builder import LiveReportWriter, json_report, write_report_forms
-from btkit.report.picture import draw_equity_curve, equity_figure
-from btkit.report.statistics import Trade
-from btkit.store.ledger import LedgerContents, Query, SqliteLedger
+from btkit.adapters.report.builder import LiveReportWriter, json_report, write_report_forms
+from btkit.adapters.report.picture import draw_equity_curve, equity_figure
+from btkit.adapters.store.ledger import LedgerContents, Query, SqliteLedger
+from btkit.domain.model import ClosedResult, OpenSignal, Pnl
+from btkit.engine.statistics import Trade
 
 HOUR = 3_600_000
 

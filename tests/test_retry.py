@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from btkit.errors import PermanentExchangeError, TransientExchangeError
-from btkit.exchanges.retry import RetryPolicy, StopAwareSleep, backoff_delay, with_retries
+from btkit.adapters.exchanges.retry import RetryPolicy, StopAwareSleep, backoff_delay, with_retries
+from btkit.domain.errors import PermanentExchangeError, TransientExchangeError
 
 POLICY = RetryPolicy(max_retries=3, base_seconds=1.0, cap_seconds=5.0, jitter=0.5)
 
@@ -81,9 +81,9 @@ def test_a_stop_cuts_a_retry_wait_short():
 
 
 def test_sandbox_switches_to_the_testnet_and_is_refused_where_ccxt_has_none():
-    from btkit.clock import WallClock
-    from btkit.errors import ConfigError
-    from btkit.exchanges.ccxt_exchange import CcxtExchange, CcxtOptions
+    from btkit.adapters.clock import WallClock
+    from btkit.adapters.exchanges.ccxt_exchange import CcxtExchange, CcxtOptions
+    from btkit.domain.errors import ConfigError
 
     async def scenario():
         testnet = CcxtExchange("binance", WallClock(), CcxtOptions(sandbox=True))

@@ -8,12 +8,12 @@ import logging
 import pytest
 
 from btkit import Signal, get_candles, strategy
-from btkit.domain import ClosedResult, IdleResult, OpenedResult
+from btkit.adapters.store.signal_state import MemorySignalStore
+from btkit.domain.errors import TransientExchangeError
+from btkit.domain.model import ClosedResult, IdleResult, OpenedResult, PersistedState
+from btkit.drivers.runner import SymbolRunner
 from btkit.engine.pnl import Costs, compute_pnl
-from btkit.errors import TransientExchangeError
 from btkit.market.service import ExchangeMarket
-from btkit.runtime.runner import SymbolRunner
-from btkit.store.signal_state import MemorySignalStore, PersistedState
 from tests.fakes import ListExchange, flat_candle, minute
 
 

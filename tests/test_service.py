@@ -9,7 +9,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from btkit.runtime.service import UnitSpec, render_unit
+from btkit.app.service import UnitSpec, render_unit
 
 
 def directives(text: str) -> dict[str, str]:

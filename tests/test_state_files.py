@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from btkit.store.signal_state import ForeignStateFile, UnusableStateFile, parse_state
+from btkit.adapters.store.signal_state import ForeignStateFile, UnusableStateFile, parse_state
 from tests.conftest import Project, json_events
 
 FIRST = 1_516_423_980_000  # the first ETHBTC candle of the test data

@@ -8,8 +8,8 @@ import math
 import numpy
 import pytest
 
-from btkit.report.markdown import ReportInput, render
-from btkit.report.statistics import Trade, breakdown, summarize
+from btkit.adapters.report.markdown import ReportInput, render
+from btkit.engine.statistics import Trade, breakdown, summarize
 
 HOUR = 3_600_000
 
@@ -132,7 +132,7 @@ def test_losses_compound_and_the_drawdown_never_exceeds_the_stake():
     assert wiped.max_drawdown == 100
     assert wiped.compounded_return == -100
     assert wiped.expected_yearly_returns == -100
-    from btkit.report.statistics import equity_curve
+    from btkit.engine.statistics import equity_curve
 
     assert list(equity_curve(numpy.array([1.0, -150.0, 5.0]))) == [1.01, 0.0, 0.0]
 

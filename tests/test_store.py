@@ -5,9 +5,9 @@ import stat
 
 import pytest
 
-from btkit.domain import OpenSignal
-from btkit.errors import StateLockedError
-from btkit.store.signal_state import JsonSignalStore, PersistedState, state_file_name
+from btkit.adapters.store.signal_state import JsonSignalStore, state_file_name
+from btkit.domain.errors import StateLockedError
+from btkit.domain.model import OpenSignal, PersistedState
 
 SIGNAL = OpenSignal(
     id="abc",
@@ -113,7 +113,7 @@ def test_daemons_starting_together_do_not_trip_over_each_others_write_probe(tmp_
     script = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from btkit.store.atomic import check_writable\n"
+        "from btkit.adapters.store.atomic import check_writable\n"
         "while time.time() < float(sys.argv[2]):\n"
         "    pass\n"
         "for _ in range(200):\n"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from btkit.errors import ConfigError, StrategyLoadError
+from btkit.domain.errors import ConfigError, StrategyLoadError
 from btkit.strategies import load_strategies, resolve_strategy, scan_strategies, strategy
 
 REPO = Path(__file__).resolve().parents[1]

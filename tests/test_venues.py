@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from btkit.store.candle_csv import read_candle_csv
+from btkit.adapters.store.candle_csv import read_candle_csv
 from tests.conftest import ALWAYS_LONG, REPO, json_events
 from tests.test_ccxt_exchange import closes, exchange_env
 from tests.venue_servers import BybitServer, OkxServer, scaled

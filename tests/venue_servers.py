@@ -26,7 +26,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlparse
 
-from btkit.domain import Candle
+from btkit.domain.model import Candle
 from btkit.market.arrays import CandleArrays, aggregate
 from tests.local_http import LocalHttpServer
 

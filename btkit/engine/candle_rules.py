@@ -14,7 +14,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from btkit.domain import MINUTE_MS
+from btkit.domain.model import MINUTE_MS
 
 Codes = npt.NDArray[np.uint8]
 Label = TypeVar("Label")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-from btkit.domain import CloseReason, OpenSignal, Position
+from btkit.domain.model import CloseReason, OpenSignal, Position
 
 P = TypeVar("P")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from btkit.domain import MINUTE_MS
+from btkit.domain.model import MINUTE_MS
 
 CANDLE_INTERVALS: dict[str, int] = {
     "1m": MINUTE_MS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from btkit.domain import Pnl, Position
+from btkit.domain.model import Pnl, Position
 
 
 @dataclass(frozen=True, slots=True)

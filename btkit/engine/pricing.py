@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from btkit.domain import Candle
+from btkit.domain.model import Candle
 
 VWAP_MINUTES = 5
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from btkit.domain import OpenSignal
+from btkit.domain.model import OpenSignal
 from btkit.engine.decision import price_hits
 
 Floats = npt.NDArray[np.float64]

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from btkit.domain import Signal
+from btkit.domain.model import Signal
 
 _PRICE_FIELDS = ("price_open", "price_take_profit", "price_stop_loss")
 

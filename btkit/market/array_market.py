@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from btkit.domain import MINUTE_MS, Candle
+from btkit.domain.model import MINUTE_MS, Candle
 from btkit.engine.intervals import floor_to, interval_ms
 from btkit.engine.pricing import VWAP_MINUTES
 from btkit.market.arrays import CandleArrays, Floats, Ints, aggregate

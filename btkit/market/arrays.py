@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from btkit.domain import Candle
+from btkit.domain.model import Candle
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

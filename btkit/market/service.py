@@ -9,27 +9,13 @@ from __future__ import annotations
 import bisect
 import logging
 from collections import OrderedDict
-from typing import Protocol
 
-from btkit.domain import MINUTE_MS, Candle
+from btkit.domain.model import MINUTE_MS, Candle
 from btkit.engine.intervals import floor_to, interval_ms
 from btkit.engine.pricing import VWAP_MINUTES, vwap
-from btkit.exchanges.base import Exchange
+from btkit.ports import Exchange
 
 log = logging.getLogger(__name__)
-
-
-class MarketData(Protocol):
-    async def candles(
-        self, symbol: str, interval: str, limit: int, when: int
-    ) -> tuple[Candle, ...]:
-        """The `limit` most recent candles finished at `when`, oldest first (immutable:
-        strategies get it, and a cache may hold it)."""
-        ...
-
-    async def average_price(self, symbol: str, when: int) -> float | None:
-        """VWAP of the last five finished minutes; None when there is no candle."""
-        ...
 
 
 class _KnownMinutes:

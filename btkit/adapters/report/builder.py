@@ -1,0 +1,210 @@
+"""A report from the ledger: Markdown (with the equity picture) or one JSON document."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from btkit.adapters.report.markdown import BASIS, ReportInput, render, render_forms
+from btkit.adapters.report.picture import draw_equity_curve
+from btkit.adapters.store.atomic import write_private
+from btkit.adapters.store.ledger import LedgerContents, Query, SqliteLedger
+from btkit.domain.model import ClosedResult, OpenSignal, signal_to_dict
+from btkit.domain.timefmt import format_time
+from btkit.engine.statistics import Trade, breakdown, summarize
+
+log = logging.getLogger(__name__)
+
+TERMINAL_EVENTS = 10
+"""Events a terminal shows under the summary; the report file keeps every one."""
+PICTURE_BASIS = "stake compounded trade after trade"
+
+
+def default_report_path(logs_dir: Path, query: Query) -> Path:
+    return logs_dir / query.mode / f"{query.strategy}.md"
+
+
+def _context(query: Query, contents: LedgerContents) -> dict[str, str]:
+    context: dict[str, str] = {"Mode": query.mode}
+    if contents.run_id and query.mode == "backtest":
+        context["Run"] = contents.run_id
+    if query.symbol:
+        context["Symbol"] = query.symbol
+    if query.since is not None or query.until is not None:
+        context["Signals opened"] = (
+            f"from {format_time(query.since) if query.since else 'the start'} "
+            f"until {format_time(query.until) if query.until else 'now'}"
+        )
+    return context
+
+
+def _with_picture(text: str, picture: Path | None) -> str:
+    if picture is None:
+        return text
+    link = os.path.relpath(picture, picture.parent)
+    return text.replace("## Summary", f"![Equity curve]({link})\n\n## Summary", 1)
+
+
+def _input(contents: LedgerContents, query: Query) -> ReportInput:
+    title = f"{query.mode.capitalize()} report: {query.strategy}"
+    return ReportInput(title, contents.trades, contents.still_open, _context(query, contents))
+
+
+def markdown_report(contents: LedgerContents, query: Query, *, picture: Path | None = None) -> str:
+    return _with_picture(render(_input(contents, query)), picture)
+
+
+def _picture_path(path: Path) -> Path:
+    return path.with_suffix(".png")
+
+
+def write_markdown_report(
+    contents: LedgerContents, query: Query, path: Path, *, draw_picture: bool = True
+) -> Path:
+    """Write the Markdown and the equity picture beside it (same name, .png).
+
+    Without `draw_picture` the picture already there (if any) is linked as it is.
+    """
+    write_report_forms(contents, query, path, draw_picture=draw_picture)
+    return path
+
+
+def write_report_forms(
+    contents: LedgerContents, query: Query, path: Path, *, draw_picture: bool = True
+) -> str:
+    """Write the report and its picture; return the terminal form (summary, last events)."""
+    picture: Path | None = _picture_path(path)
+    if draw_picture:
+        title = f"{query.strategy} ({query.mode}): {PICTURE_BASIS}"
+        picture = draw_equity_curve(contents.trades, title, _picture_path(path))
+    elif not (contents.trades and _picture_path(path).exists()):
+        picture = None
+    where = f"{path} (equity picture: {picture})" if picture else str(path)
+    full, short = render_forms(
+        _input(contents, query), last_events=TERMINAL_EVENTS, full_report=where
+    )
+    write_private(path, _with_picture(full, picture).encode())
+    return short
+
+
+def results_report(
+    title: str,
+    closed: Sequence[ClosedResult],
+    still_open: Sequence[OpenSignal],
+    context: dict[str, str],
+) -> str:
+    """The Markdown report of results held in memory (a backtest before or without the ledger)."""
+    trades = [Trade.from_closed(c) for c in closed]
+    return render(ReportInput(title, trades, still_open, context))
+
+
+def write_results_report(
+    title: str,
+    closed: Sequence[ClosedResult],
+    still_open: Sequence[OpenSignal],
+    context: dict[str, str],
+    path: Path,
+) -> Path:
+    """`results_report` written to `path`, with its equity picture beside it."""
+    trades = [Trade.from_closed(c) for c in closed]
+    picture = draw_equity_curve(trades, f"{title}: {PICTURE_BASIS}", _picture_path(path))
+    text = _with_picture(render(ReportInput(title, trades, still_open, context)), picture)
+    return write_private(path, text.encode())
+
+
+def json_report(contents: LedgerContents, query: Query) -> dict[str, Any]:
+    return {
+        "strategy": query.strategy,
+        "mode": query.mode,
+        "run_id": contents.run_id,
+        "filters": {"symbol": query.symbol, "since": query.since, "until": query.until},
+        "basis": BASIS,
+        "summary": dataclasses.asdict(summarize(contents.trades)),
+        "per_symbol": {
+            k: dataclasses.asdict(v)
+            for k, v in breakdown(contents.trades, lambda t: t.symbol).items()
+        },
+        "per_close_reason": {
+            k: dataclasses.asdict(v)
+            for k, v in breakdown(contents.trades, lambda t: t.close_reason).items()
+        },
+        "closed_signals": [
+            {
+                "id": t.signal_id,
+                "symbol": t.symbol,
+                "position": t.position,
+                "open_time": t.opened_at,
+                "close_time": t.closed_at,
+                "price_open": t.price_open,
+                "price_close": t.price_close,
+                "price_take_profit": t.price_take_profit,
+                "price_stop_loss": t.price_stop_loss,
+                "close_reason": t.close_reason,
+                "pnl_percentage": t.pnl_percentage,
+            }
+            for t in contents.trades
+        ],
+        "still_open": [signal_to_dict(s) for s in contents.still_open],
+    }
+
+
+class LiveReportWriter:
+    """Rewrites `<logs>/live/<strategy>.md` from the ledger after `closed` events.
+
+    At most once per `min_interval` seconds (a fast replay closes many signals a
+    second), the picture at most once per `picture_interval` (drawing it takes
+    the event loop far longer than the Markdown); `flush` writes the last state,
+    picture included, on stop.
+    """
+
+    def __init__(
+        self,
+        ledger: SqliteLedger,
+        logs_dir: Path,
+        strategy: str,
+        clock: Any,
+        min_interval: float = 1.0,
+        picture_interval: float = 60.0,
+    ) -> None:
+        self._ledger = ledger
+        self._query = Query(strategy=strategy, mode="live")
+        self._path = default_report_path(logs_dir, self._query)
+        self._monotonic = clock
+        self._min_interval = min_interval
+        self._picture_interval = picture_interval
+        self._last_write: float | None = None
+        self._last_picture: float | None = None
+        self._dirty = False
+        self._picture_stale = False
+
+    def on_closed(self) -> None:
+        now = self._monotonic()
+        if self._last_write is not None and now - self._last_write < self._min_interval:
+            self._dirty = True
+            return
+        self._write(now)
+
+    def flush(self) -> None:
+        if self._dirty or self._picture_stale:
+            try:
+                self._write(self._monotonic(), final=True)
+            except Exception:  # derived data: never let it mask how the run ended
+                log.exception("could not rewrite the live report on exit")
+
+    def _write(self, now: float, *, final: bool = False) -> None:
+        draw = (
+            final
+            or self._last_picture is None
+            or now - self._last_picture >= self._picture_interval
+        )
+        contents = self._ledger.read(self._query)
+        write_markdown_report(contents, self._query, self._path, draw_picture=draw)
+        self._last_write = now
+        self._dirty = False
+        if draw:
+            self._last_picture = now
+        self._picture_stale = not draw

@@ -1,0 +1,536 @@
+"""The durable event ledger (SPEC §5 beyond): every `opened` and `closed`, in SQLite.
+
+`<data>/btkit.sqlite`, WAL mode with a busy timeout, so several daemons write
+at once and `btkit report` reads while they run; `synchronous=FULL`, so a
+committed event survives power loss. Inserts are idempotent on
+(run, signal, action): replaying a crashed step never duplicates an event.
+Nothing else is skipped: a different event under that key, a NaN price, a
+NOT NULL column are errors. An infinite lifetime is stored as REAL Inf. A
+writer waits at most `BUSY_TIMEOUT_SECONDS` for another process's write lock,
+then says who holds it.
+The schema version is `PRAGMA user_version`; migrations only add.
+
+Live events share the run id "live" until a replay is started over
+(`--restart`): that starts a new live-mode run, which later starts of the same
+strategy and exchange continue, so signal ids reused by the new run never meet
+the old run's events. Each backtest gets its own run id.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import starmap
+from pathlib import Path
+from typing import Literal
+
+import filelock
+
+from btkit.adapters.store.atomic import ensure_private_dir
+from btkit.adapters.store.lock_holders import write_lock_holders
+from btkit.domain.errors import StorageError
+from btkit.domain.model import ClosedResult, OpenedResult, OpenSignal
+from btkit.engine.statistics import Trade
+
+LIVE_RUN = "live"
+ALL_RUNS = "all"
+"""`Query.run_id` for every run of the mode (default: the latest run)."""
+Mode = Literal["live", "backtest"]
+
+_MIGRATIONS: list[str] = [
+    # 1: runs and events
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        mode TEXT NOT NULL CHECK (mode IN ('live', 'backtest')),
+        strategy TEXT NOT NULL,
+        exchange TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE events (
+        run_id TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('opened', 'closed')),
+        signal_id TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        exchange TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        position TEXT NOT NULL,
+        opened_at INTEGER NOT NULL,
+        price_open REAL NOT NULL,
+        price_take_profit REAL NOT NULL,
+        price_stop_loss REAL NOT NULL,
+        minute_estimated_time REAL NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        closed_at INTEGER,
+        close_reason TEXT,
+        price_close REAL,
+        pnl_percentage REAL,
+        PRIMARY KEY (run_id, signal_id, action)
+    );
+    CREATE INDEX events_by_strategy ON events (strategy, mode, action, closed_at);
+    """,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    strategy: str
+    mode: Mode = "live"
+    symbol: str | None = None
+    since: int | None = None
+    until: int | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerContents:
+    trades: list[Trade]
+    still_open: list[OpenSignal]
+    run_id: str | None
+
+
+def _signal_row(signal: OpenSignal) -> tuple[object, ...]:
+    return (
+        signal.id,
+        signal.strategy_name,
+        signal.exchange_name,
+        signal.symbol,
+        signal.position,
+        signal.timestamp,
+        signal.price_open,
+        signal.price_take_profit,
+        signal.price_stop_loss,
+        signal.minute_estimated_time,
+        signal.note,
+    )
+
+
+_COLUMNS = (
+    "run_id",
+    "mode",
+    "action",
+    "signal_id",
+    "strategy",
+    "exchange",
+    "symbol",
+    "position",
+    "opened_at",
+    "price_open",
+    "price_take_profit",
+    "price_stop_loss",
+    "minute_estimated_time",
+    "note",
+    "closed_at",
+    "close_reason",
+    "price_close",
+    "pnl_percentage",
+)
+# Only a true duplicate (the same event again) is skipped: a NOT NULL or CHECK
+# failure raises, where INSERT OR IGNORE would silently drop the event, and a
+# different event under the same (run, signal, action) is refused by _write.
+_INSERT = (
+    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (run_id, signal_id, action) DO NOTHING"
+)
+_STORED = (
+    f"SELECT {', '.join(_COLUMNS)} FROM events WHERE run_id = ? AND signal_id = ? AND action = ?"
+)
+
+BUSY_TIMEOUT_SECONDS = 10.0
+"""Longest wait for another process's write lock. btkit's own write transactions
+last milliseconds (a big backtest batch, about a second); longer means a stuck
+or foreign holder, which waiting on would only stall every symbol's loop."""
+
+_PRICES = ("price_open", "price_take_profit", "price_stop_loss", "price_close", "pnl_percentage")
+
+
+def _check_numbers(row: tuple[object, ...]) -> None:
+    """NaN binds as NULL in SQLite: refuse it loudly instead of storing a hole."""
+    event = dict(zip(_COLUMNS, row, strict=True))
+    checked = [*_PRICES, "minute_estimated_time"]
+    if event["action"] == "opened":
+        checked = [name for name in checked if name not in ("price_close", "pnl_percentage")]
+    for name in checked:
+        value = event[name]
+        usable = isinstance(value, int | float) and (
+            math.isfinite(value) or (name == "minute_estimated_time" and value == math.inf)
+        )
+        if not usable:
+            raise StorageError(
+                f"Refusing to record the {event['action']} event of signal "
+                f"{event['signal_id']} ({event['symbol']}): {name} is {value!r}, not a finite "
+                "number. Nothing was written; this is a bug or bad data upstream (the state "
+                "file still holds the signal)."
+            )
+
+
+def _opened_row(run_id: str, mode: Mode, signal: OpenSignal) -> tuple[object, ...]:
+    return (run_id, mode, "opened", *_signal_row(signal), None, None, None, None)
+
+
+def _closed_row(run_id: str, mode: Mode, result: ClosedResult) -> tuple[object, ...]:
+    return (
+        run_id,
+        mode,
+        "closed",
+        *_signal_row(result.signal),
+        result.close_timestamp,
+        result.close_reason,
+        result.pnl.price_close,
+        result.pnl.pnl_percentage,
+    )
+
+
+class LedgerLockedError(StorageError):
+    """Another process held the ledger's write lock longer than BUSY_TIMEOUT_SECONDS."""
+
+
+def _locked_message(path: Path, waited_seconds: float) -> str:
+    holders = [h for h in write_lock_holders(path) if h.pid != os.getpid()]
+    waited = f"for more than {waited_seconds:g} s"
+    if holders:
+        who = ", ".join(f"pid {h.pid} ({h.command or 'command unknown'})" for h in holders)
+        found = f"{who} has held its write lock {waited}"
+    else:
+        found = (
+            f"another process has held its write lock {waited}; find it with "
+            f"`fuser -v {path} {path}-wal {path}-shm` (or `lsof {path}`)"
+        )
+    return (
+        f"The ledger {path} is locked: {found}. btkit holds that lock for milliseconds, so "
+        "this is usually a sqlite3 shell or a tool with an open transaction: end it (COMMIT, "
+        "ROLLBACK or quit), then restart. Events already recorded are safe, and the state "
+        "files still hold every open signal."
+    )
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED (any extended code): another connection holds a lock."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _create_private(path: Path) -> None:
+    """Create an empty database file as 0600 before SQLite does, whatever the umask."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def unreadable_ledger(path: Path, reason: object) -> StorageError:
+    return StorageError(
+        f"Cannot read the ledger {path}: {reason}. It was left untouched. If it is damaged, "
+        f"move it aside (`mv {path} {path}.damaged`): the next run starts a new ledger; "
+        "state files and open signals are not affected."
+    )
+
+
+class SqliteLedger:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        run_id: str = LIVE_RUN,
+        mode: Mode = "live",
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+    ) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.mode: Mode = mode
+        self._busy_timeout = busy_timeout
+        ensure_private_dir(path.parent)
+        try:
+            # Switching to WAL and migrating race between processes opening a new
+            # ledger at once (tables created twice, "database is locked"): one at a time.
+            with filelock.FileLock(f"{path}.init.lock", timeout=60, mode=0o600):
+                _create_private(path)  # SQLite's -wal and -shm copy the database's mode
+                self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+                self._db.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._migrate()
+        except OSError as exc:
+            raise StorageError(
+                f"Cannot create the ledger {path}: {exc.strerror or exc}. Free disk space or "
+                "fix the folder's permissions (or point --data-dir elsewhere), then restart."
+            ) from exc
+        except filelock.Timeout as exc:
+            raise StorageError(
+                f"Another process has been initialising the ledger {path} for a minute; "
+                "check for a stuck btkit process."
+            ) from exc
+        except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise LedgerLockedError(_locked_message(path, busy_timeout)) from exc
+            raise StorageError(
+                f"Cannot open the ledger {path}: {exc}. If the file is damaged, move it aside "
+                "(reports start empty; state files are not affected) and restart."
+            ) from exc
+
+    @classmethod
+    def open_for_reading(cls, path: Path) -> SqliteLedger:
+        """For reports: an existing ledger, checked before it is opened as usual.
+
+        Opening as usual would turn an empty or foreign file into a new ledger; here
+        a file that is not a btkit ledger is a StorageError naming it, and is left
+        exactly as it is.
+        """
+        try:
+            uri = f"{path.resolve().as_uri()}?mode=rw"  # never creates the file
+            probe = sqlite3.connect(uri, uri=True, timeout=30)
+            try:
+                version = probe.execute("PRAGMA user_version").fetchone()[0]
+            finally:
+                probe.close()
+        except sqlite3.Error as exc:
+            raise unreadable_ledger(path, exc) from exc
+        if version == 0:
+            raise unreadable_ledger(path, "the file is empty or is not a btkit ledger")
+        return cls(path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(_MIGRATIONS):
+            raise StorageError(
+                f"{self.path} was written by a newer btkit (schema {version}); upgrade btkit."
+            )
+        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={number}")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any SQLite error rolls back and becomes a StorageError."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield self._db
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise self._write_error(exc) from exc
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _write_error(self, exc: sqlite3.Error) -> StorageError:
+        """Advice that fits the failure: a held lock, a refused row, or the disk."""
+        if _is_busy(exc):
+            return LedgerLockedError(_locked_message(self.path, self._busy_timeout))
+        if isinstance(exc, sqlite3.IntegrityError):
+            return StorageError(
+                f"The ledger {self.path} refused an event: {exc}. Nothing was written; "
+                "this is a bug, please report it (the state file still holds the signal)."
+            )
+        return StorageError(
+            f"Cannot write to the ledger {self.path}: {exc}. Free disk space or fix the "
+            "folder's permissions, then restart; events already recorded are safe."
+        )
+
+    def _write(self, rows: Iterable[tuple[object, ...]]) -> None:
+        rows = list(rows)
+        for row in rows:
+            _check_numbers(row)
+        with self._transaction() as db:
+            for row in rows:
+                if db.execute(_INSERT, row).rowcount == 0:
+                    self._check_duplicate(db, row)
+
+    def _check_duplicate(self, db: sqlite3.Connection, row: tuple[object, ...]) -> None:
+        """A replayed crash step writes the same event again; anything else is refused."""
+        stored = db.execute(_STORED, (row[0], row[3], row[2])).fetchone()
+        changed = [
+            f"{name} {old!r} -> {new!r}"
+            for name, old, new in zip(_COLUMNS, stored, row, strict=True)
+            if old != new
+        ]
+        if changed:
+            raise StorageError(
+                f"The ledger {self.path} already holds a different {row[2]} event for signal "
+                f"{row[3]} ({row[6]}, run {row[0]}): {', '.join(changed)}. Nothing was "
+                "overwritten and the new event was not recorded (the state file still holds "
+                "the signal). Inspect both; to keep a separate record, use another --data-dir."
+            )
+
+    def record_opened(self, signal: OpenSignal) -> None:
+        """Idempotent: recording a restored signal again after a crash changes nothing."""
+        self._write([_opened_row(self.run_id, self.mode, signal)])
+
+    def record_closed(self, result: ClosedResult) -> None:
+        self._write([_closed_row(self.run_id, self.mode, result)])
+
+    def closed_at(self, signal_id: str) -> int | None:
+        row = self._db.execute(
+            "SELECT closed_at FROM events WHERE run_id = ? AND signal_id = ? AND action = 'closed'",
+            (self.run_id, signal_id),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def record_backtest(
+        self,
+        strategy: str,
+        exchange: str,
+        created_at: int,
+        opened: Sequence[OpenedResult],
+        closed: Sequence[ClosedResult],
+        details: dict[str, object],
+    ) -> str:
+        """Store a whole backtest run in one transaction; returns its run id.
+
+        A backtest can be run again, so this batch skips the fsync of FULL
+        durability (WAL keeps the ledger consistent across a crash either way).
+        """
+        run_id = f"backtest-{uuid.uuid4().hex[:12]}"
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        rows = [_opened_row(run_id, "backtest", r.signal) for r in opened]
+        rows += [_closed_row(run_id, "backtest", r) for r in closed]
+        for row in rows:
+            _check_numbers(row)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO runs VALUES (?, 'backtest', ?, ?, ?, ?)",
+                (run_id, strategy, exchange, created_at, json.dumps(details)),
+            )
+            db.executemany(_INSERT, rows)
+        self._db.execute("PRAGMA synchronous=FULL")
+        return run_id
+
+    def start_run(self, strategy: str, exchange: str, created_at: int) -> str:
+        """A new live-mode run (a replay started over); this ledger records into it."""
+        run_id = f"live-{uuid.uuid4().hex[:12]}"
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO runs VALUES (?, 'live', ?, ?, ?, '{}')",
+                (run_id, strategy, exchange, created_at),
+            )
+        self.run_id = run_id
+        return run_id
+
+    def resume_run(self, strategy: str, exchange: str) -> str:
+        """Record into the latest live-mode run of this strategy and exchange ("live" if none)."""
+        row = self._db.execute(
+            "SELECT run_id FROM runs WHERE mode = 'live' AND strategy = ? AND exchange = ? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (strategy, exchange),
+        ).fetchone()
+        self.run_id = LIVE_RUN if row is None else str(row[0])
+        return self.run_id
+
+    def latest_live_run(self, strategy: str) -> str | None:
+        """The run of the strategy's most recently recorded live event."""
+        row = self._db.execute(
+            "SELECT run_id FROM events WHERE strategy = ? AND mode = 'live' "
+            "ORDER BY rowid DESC LIMIT 1",
+            (strategy,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def latest_backtest(self, strategy: str) -> str | None:
+        row = self._db.execute(
+            "SELECT run_id FROM runs WHERE mode = 'backtest' AND strategy = ? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (strategy,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def strategies(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT DISTINCT strategy FROM events ORDER BY 1")]
+
+    def read(self, query: Query) -> LedgerContents:
+        run_id = query.run_id
+        if query.mode == "backtest" and run_id is None:
+            run_id = self.latest_backtest(query.strategy)
+            if run_id is None:
+                return LedgerContents([], [], None)
+        elif query.mode == "live" and run_id is None:
+            run_id = self.latest_live_run(query.strategy)
+        if run_id == ALL_RUNS:
+            run_id = None
+        where = ["strategy = ?", "mode = ?"]
+        params: list[object] = [query.strategy, query.mode]
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        if query.symbol is not None:
+            where.append("symbol = ?")
+            params.append(query.symbol)
+        if query.since is not None:
+            where.append("opened_at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            where.append("opened_at < ?")
+            params.append(query.until)
+        filters = " AND ".join(where)
+        columns = (
+            "signal_id, strategy, exchange, symbol, position, opened_at, price_open, "
+            "price_take_profit, price_stop_loss, minute_estimated_time, note"
+        )
+        # Columns in Trade's field order, so each row builds a Trade directly.
+        closed_rows = self._db.execute(
+            "SELECT signal_id, symbol, position, opened_at, closed_at, close_reason, "
+            "price_open, price_close, price_take_profit, price_stop_loss, pnl_percentage "
+            f"FROM events WHERE {filters} AND action = 'closed' "
+            "ORDER BY closed_at, symbol, signal_id",
+            params,
+        )
+        trades = list(starmap(Trade, closed_rows))
+        still_open = [
+            OpenSignal(
+                signal_id,
+                position,
+                price_open,
+                take_profit,
+                stop_loss,
+                minutes,
+                symbol,
+                strategy,
+                exchange,
+                opened_at,
+                note,
+            )
+            for (
+                signal_id,
+                strategy,
+                exchange,
+                symbol,
+                position,
+                opened_at,
+                price_open,
+                take_profit,
+                stop_loss,
+                minutes,
+                note,
+            ) in self._db.execute(
+                f"SELECT {columns} FROM events AS o WHERE {filters} AND action = 'opened' "
+                "AND NOT EXISTS (SELECT 1 FROM events AS c WHERE c.run_id = o.run_id "
+                "AND c.signal_id = o.signal_id AND c.action = 'closed') "
+                "ORDER BY opened_at, signal_id",
+                params,
+            )
+        ]
+        return LedgerContents(trades, still_open, run_id)

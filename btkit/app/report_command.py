@@ -1,0 +1,132 @@
+"""`btkit report` and `btkit status`: read-only views for another shell, any time."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import sqlite3
+from pathlib import Path
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+
+from btkit.adapters.clock import WallClock
+from btkit.adapters.report.builder import (
+    default_report_path,
+    json_report,
+    write_report_forms,
+)
+from btkit.adapters.store.atomic import write_private
+from btkit.adapters.store.ledger import LedgerContents, Query, SqliteLedger, unreadable_ledger
+from btkit.app.status import open_positions
+from btkit.domain.errors import ConfigError
+from btkit.domain.timefmt import format_time
+from btkit.engine.statistics import without_invalid
+from btkit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _read(path: Path, query: Query) -> LedgerContents:
+    """The query's events; a damaged ledger is a clear error and is left as it is."""
+    if not path.exists():
+        raise ConfigError(
+            f"No ledger at {path} yet: run `btkit live` or `btkit backtest` first "
+            "(or point --data-dir at the folder your daemon uses)."
+        )
+    ledger = SqliteLedger.open_for_reading(path)
+    try:
+        known = ledger.strategies()
+        if query.strategy not in known:
+            raise ConfigError(
+                f"The ledger has no events of strategy {query.strategy!r}. "
+                f"Strategies with events: {', '.join(known) or 'none'}."
+            )
+        contents = ledger.read(query)
+    except sqlite3.Error as exc:
+        raise unreadable_ledger(path, exc) from exc
+    finally:
+        ledger.close()
+    trades, invalid = without_invalid(contents.trades)
+    if invalid:
+        names = ", ".join(t.signal_id for t in invalid[:5]) + (", ..." if len(invalid) > 5 else "")
+        log.warning(
+            "%d closed signal(s) in the ledger have no valid PnL (a NaN price) and are left "
+            "out of the report: %s",
+            len(invalid),
+            names,
+        )
+    return dataclasses.replace(contents, trades=trades)
+
+
+def run_report(
+    settings: Settings, query: Query, *, out: Path | None, as_json: bool, console: Console
+) -> int:
+    contents = _read(settings.ledger_path, query)
+    if as_json:
+        text = json.dumps(json_report(contents, query), indent=2, allow_nan=False)
+        if out is not None:
+            write_private(out, (text + "\n").encode())
+            console.print(f"report written to {out}", highlight=False, soft_wrap=True)
+        else:
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
+        return 0
+    target = out or default_report_path(settings.logs_dir, query)
+    console.print(Markdown(write_report_forms(contents, query, target)))
+    console.print(f"report written to {target}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def run_status(settings: Settings, console: Console) -> int:
+    positions, problems = open_positions(settings.signal_dir, WallClock().now_ms)
+    if not positions:
+        console.print(f"No open signals in {settings.signal_dir}.", highlight=False)
+    else:
+        table = Table(title=f"Open signals ({settings.signal_dir})")
+        for name in (
+            "Strategy",
+            "Exchange",
+            "Symbol",
+            "Position",
+            "Open",
+            "TP",
+            "SL",
+            "Opened",
+            "Age",
+            "Time left",
+            "Daemon",
+        ):
+            table.add_column(name)
+        for p in positions:
+            s = p.signal
+            left = f"{p.minutes_left:.0f} min" if p.minutes_left >= 0 else "expired"
+            if math.isinf(p.minutes_left):
+                left = "until TP/SL"
+            table.add_row(
+                s.strategy_name,
+                s.exchange_name,
+                s.symbol,
+                s.position,
+                f"{s.price_open:.8g}",
+                f"{s.price_take_profit:.8g}",
+                f"{s.price_stop_loss:.8g}",
+                format_time(s.timestamp),
+                f"{p.age_minutes:.0f} min",
+                left,
+                "running" if p.owned else "[yellow]none[/yellow]",
+            )
+        console.print(table)
+    for p in positions:
+        if p.stale:
+            console.print(
+                f"[yellow]warning:[/yellow] {p.path.name}: no daemon runs it and its lifetime "
+                f"ended {-p.minutes_left:.0f} min ago; it closes at the next `btkit live` of "
+                f"{p.signal.strategy_name} on {p.signal.symbol}.",
+                highlight=False,
+            )
+    for bad in problems:
+        console.print(f"[red]unreadable:[/red] {bad.problem}", highlight=False, soft_wrap=True)
+    return 0

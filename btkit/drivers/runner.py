@@ -1,0 +1,425 @@
+"""One symbol's tick (SPEC §3), the same for live and backtest.
+
+The decisions are the pure functions of `btkit.engine`; this driver only
+fetches prices, calls the strategy inside its ambient context, persists, and
+runs callbacks. State and ledger are written *before* a result is returned, so
+whatever a caller reports is already safe on disk. Order: an open writes the
+state file, then the ledger; a close writes the ledger, then the state file;
+`_reconcile` repairs a crash between the two on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict, TypeVar
+
+from btkit.context import ExecutionContext, MethodContext, tick_context
+from btkit.domain.errors import ExchangeError, StrategyError
+from btkit.domain.model import (
+    ActiveResult,
+    ClosedResult,
+    CloseReason,
+    IdleResult,
+    OpenedResult,
+    OpenSignal,
+    PersistedState,
+    Signal,
+    TickResult,
+)
+from btkit.drivers.strategy_clock import TimedMarket
+from btkit.engine.decision import close_reason, signal_call_due
+from btkit.engine.pnl import Costs, compute_pnl
+from btkit.engine.validation import coerce_signal, validate_signal
+from btkit.faults import crash_point
+from btkit.ports import EventLog, MarketData, SignalStore
+from btkit.strategies import Callback, StrategyDef
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_SIGNAL_IDS = uuid.UUID("6f1c1d2e-5b7a-4a43-9a51-1f0e6b0d7c11")
+
+
+class _Header(TypedDict):
+    """The fields every tick result starts with."""
+
+    strategy_name: str
+    exchange_name: str
+    symbol: str
+    timestamp: int
+
+
+CallbackName = Literal["on_open", "on_active", "on_idle", "on_close", "on_tick"]
+
+
+@dataclass(slots=True)
+class StrategyFailures:
+    """get_signal calls and failures of one symbol, for warnings, status and summaries."""
+
+    calls: int = 0
+    failed: int = 0
+    in_a_row: int = 0
+    last_error: str = ""
+
+    @property
+    def always(self) -> bool:
+        """Every call failed (and there was at least one)."""
+        return self.calls > 0 and self.failed == self.calls
+
+
+def _is_milestone(count: int, first: int) -> bool:
+    """first, 10 * first, 100 * first...: loud, but never a flood."""
+    while count > first and count % 10 == 0:
+        count //= 10
+    return count == first
+
+
+def signal_id(exchange_name: str, strategy_name: str, symbol: str, timestamp: int) -> str:
+    """Deterministic, so a replay after a crash re-creates the same id."""
+    return str(uuid.uuid5(_SIGNAL_IDS, f"{exchange_name}/{strategy_name}/{symbol}/{timestamp}"))
+
+
+class NoLedger:
+    """For backtests (recorded in one batch at the end) and plain tests."""
+
+    def record_opened(self, signal: OpenSignal) -> None:
+        pass
+
+    def record_closed(self, result: ClosedResult) -> None:
+        pass
+
+    def closed_at(self, signal_id: str) -> int | None:
+        return None
+
+
+class SymbolRunner:
+    def __init__(
+        self,
+        *,
+        symbol: str,
+        strategy: StrategyDef,
+        exchange_name: str,
+        market: MarketData,
+        store: SignalStore,
+        costs: Costs,
+        ledger: EventLog | None = None,
+        backtest: bool = False,
+        frame_name: str = "",
+        strategy_timeout: float | None = None,
+        warn_after_failures: int = 10,
+    ) -> None:
+        self.symbol = symbol
+        self.strategy = strategy
+        self.exchange_name = exchange_name
+        self.market = market
+        self.costs = costs
+        self.backtest = backtest
+        self.stopped = False
+        """No new signals once set; an open signal is still monitored."""
+        self._store = store
+        self._timeout = strategy_timeout
+        self._timed_market = TimedMarket(market) if strategy_timeout is not None else None
+        self._context_market: MarketData = self._timed_market or market
+        """What strategies see: timed when their calls are bounded."""
+        """Seconds any one strategy call may take (None: unbounded, e.g. backtests)."""
+        self._warn_after = warn_after_failures
+        self.failures = StrategyFailures()
+        self.in_strategy: str | None = None
+        """The strategy call in progress, named for the loop watchdog."""
+        self.stop_now = asyncio.Event()
+        """Set on a plain stop: a strategy call in progress is cancelled, not awaited."""
+        self._ledger: EventLog = ledger or NoLedger()
+        self._method = MethodContext(strategy.name, exchange_name, frame_name)
+        restored = store.load()
+        self.signal: OpenSignal | None = restored.signal
+        self.last_signal_call = restored.last_signal_call
+        self.last_tick = restored.last_tick
+        self._reconcile()
+        self.restored_signal = self.signal
+        self.ticks = 0
+        """Ticks that got data, since start."""
+        self.mid_tick = False
+        """True while a tick runs: its in-memory state is then not yet consistent."""
+
+    async def tick(self, when: int) -> TickResult | None:
+        """Run one tick at `when`; None when it is skipped for lack of candles."""
+        execution = ExecutionContext(self.symbol, when, self.backtest)
+        self.mid_tick = True
+        try:
+            with tick_context(execution, self._method, self._context_market):
+                if self.signal is None:
+                    result = await self._tick_without_signal(when)
+                else:
+                    result = await self._tick_with_signal(self.signal, when)
+                self.last_tick = when
+                if result is not None:
+                    self.ticks += 1
+                    await self._callback("on_tick", result)
+        finally:
+            self.mid_tick = False
+        return result
+
+    def _reconcile(self) -> None:
+        """Make the state file and the ledger agree after a crash between their writes."""
+        if self.signal is None:
+            return
+        closed_at = self._ledger.closed_at(self.signal.id)
+        if closed_at is not None:
+            log.warning(
+                "%s: signal %s was closed in the ledger just before a crash; "
+                "clearing it from the state file",
+                self.symbol,
+                self.signal.id,
+            )
+            self.signal = None
+            self.last_tick = closed_at  # the close was that tick's work: resume after it
+            self._persist()
+        else:
+            self._ledger.record_opened(self.signal)
+
+    def _header(self, when: int) -> _Header:
+        return {
+            "strategy_name": self.strategy.name,
+            "exchange_name": self.exchange_name,
+            "symbol": self.symbol,
+            "timestamp": when,
+        }
+
+    def checkpoint(self) -> None:
+        """Persist the cursor (last tick) without a state change, e.g. on stop."""
+        self._persist()
+
+    async def _tick_without_signal(self, when: int) -> TickResult | None:
+        if not self.stopped and signal_call_due(
+            self.last_signal_call, when, self.strategy.interval_ms
+        ):
+            raw = await self._call_strategy()  # an exchange failure in it skips the tick
+            self.last_signal_call = when
+            accepted = self._accept(raw, when)
+            if accepted is not None:
+                self.signal = accepted
+                self.last_tick = when
+                self._persist()  # state first: a crash now is repaired by _reconcile
+                crash_point("open:state-written")
+                self._ledger.record_opened(accepted)
+                crash_point("open:ledger-written")
+                opened = OpenedResult(
+                    **self._header(when),
+                    current_price=accepted.price_open,
+                    signal=accepted,
+                )
+                await self._callback("on_open", opened)
+                return opened
+        price = await self.market.average_price(self.symbol, when)
+        idle = IdleResult(
+            **self._header(when),
+            current_price=price,
+        )
+        await self._callback("on_idle", idle)
+        return idle
+
+    async def _tick_with_signal(self, signal: OpenSignal, when: int) -> TickResult | None:
+        price = await self.market.average_price(self.symbol, when)
+        if price is None:
+            log.warning(
+                "%s %s: no 1m candle in the 5 minutes before %d; tick skipped, "
+                "signal %s stays open",
+                self.strategy.name,
+                self.symbol,
+                when,
+                signal.id,
+            )
+            return None
+        reason = close_reason(signal, price, when)
+        if reason is None:
+            active = ActiveResult(
+                **self._header(when),
+                current_price=price,
+                signal=signal,
+            )
+            await self._callback("on_active", active)
+            return active
+        return await self._close(signal, when, price, reason)
+
+    async def close_at(self, when: int, price: float) -> ClosedResult:
+        """Close the open signal at a tick the backtest's scan found; same path as live."""
+        if self.signal is None:
+            raise RuntimeError(f"{self.symbol}: no open signal to close")
+        reason = close_reason(self.signal, price, when)
+        if reason is None:
+            raise RuntimeError(f"{self.symbol}: the signal does not close at {when}")
+        with tick_context(
+            ExecutionContext(self.symbol, when, self.backtest),
+            self._method,
+            self._context_market,
+        ):
+            closed = await self._close(self.signal, when, price, reason)
+            await self._callback("on_tick", closed)  # as `tick` does for a live close
+            return closed
+
+    async def _close(
+        self, signal: OpenSignal, when: int, price: float, reason: CloseReason
+    ) -> ClosedResult:
+        closed = ClosedResult(
+            **self._header(when),
+            current_price=price,
+            signal=signal,
+            close_reason=reason,
+            close_timestamp=when,
+            pnl=compute_pnl(signal.position, signal.price_open, price, self.costs),
+        )
+        self._ledger.record_closed(closed)  # ledger first: a crash now is repaired by _reconcile
+        crash_point("close:ledger-written")
+        self.signal = None
+        self.last_tick = when
+        self._persist()
+        crash_point("close:state-written")
+        await self._callback("on_close", closed)
+        return closed
+
+    async def _call_strategy(self) -> object:
+        self.failures.calls += 1
+        try:
+            result = await self._bounded("get_signal", self.strategy.get_signal(self.symbol))
+        except ExchangeError:
+            raise  # the exchange failed, not the strategy: reported as such, retried next tick
+        except Exception as exc:
+            if self.stop_now.is_set():
+                log.info("%s: get_signal cancelled: btkit is stopping", self.symbol)
+                return None
+            self._strategy_failed(exc)
+            return None
+        if self.failures.in_a_row:
+            log.warning(
+                "strategy %s: get_signal works again for %s after %d failure(s) in a row",
+                self.strategy.name,
+                self.symbol,
+                self.failures.in_a_row,
+            )
+        self.failures.in_a_row = 0
+        return result
+
+    async def _bounded(self, what: str, call: Awaitable[T]) -> T:
+        """Await a strategy call within the timeout; names it for the loop watchdog."""
+        self.in_strategy = (
+            f"strategy {self.strategy.name} {what} for {self.symbol} ({self.strategy.source})"
+        )
+        try:
+            if self._timeout is None:
+                return await call
+            task = asyncio.ensure_future(call)
+            stopping = asyncio.ensure_future(self.stop_now.wait())
+            try:
+                finished = await self._own_time_bounded(task, stopping)
+            finally:
+                stopping.cancel()
+            if finished:
+                return task.result()
+            task.cancel()
+            if self.stop_now.is_set():
+                raise StrategyError(f"{what} cancelled: btkit is stopping")
+            raise StrategyError(
+                f"{what} did not return within {self._timeout:g} s of its own time "
+                "(BTKIT_STRATEGY_TIMEOUT_SECONDS; waits for market data do not count); "
+                "it was cancelled"
+            )
+        finally:
+            self.in_strategy = None
+
+    async def _own_time_bounded(
+        self, task: asyncio.Future[T], stopping: asyncio.Future[Literal[True]]
+    ) -> bool:
+        """Wait until `task` ends (True), a stop, or the timeout of the strategy's own
+        time (False): seconds spent waiting for market data are given back."""
+        timeout, market = self._timeout, self._timed_market
+        assert timeout is not None
+        assert market is not None
+        loop = asyncio.get_running_loop()
+        started, waited_before = loop.time(), market.waited()
+        left = timeout
+        while True:
+            waiting: set[asyncio.Future[Any]] = {task, stopping}
+            done, _ = await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                return True
+            if stopping in done:
+                return False
+            left = timeout - (loop.time() - started - (market.waited() - waited_before))
+            if left <= 0:
+                return False
+
+    def _strategy_failed(self, exc: Exception) -> None:
+        """The first failure with its traceback, then counts; loud after N in a row."""
+        failures = self.failures
+        failures.failed += 1
+        failures.in_a_row += 1
+        failures.last_error = f"{type(exc).__name__}: {exc}"
+        where = f"strategy {self.strategy.name} get_signal for {self.symbol}"
+        if failures.failed == 1:
+            log.error(
+                "strategy %s raised in get_signal for %s (file %s): %s; counted as no "
+                "signal. Later failures are counted, not printed again",
+                self.strategy.name,
+                self.symbol,
+                self.strategy.source,
+                failures.last_error,
+                exc_info=exc if not isinstance(exc, StrategyError) else None,
+            )
+        elif failures.in_a_row >= self._warn_after and _is_milestone(
+            failures.in_a_row, self._warn_after
+        ):
+            log.error(
+                "%s has FAILED %d times in a row (last: %s): no signals are opened until it "
+                "is fixed",
+                where,
+                failures.in_a_row,
+                failures.last_error,
+            )
+
+    def _accept(self, raw: object, when: int) -> OpenSignal | None:
+        if raw is None:
+            return None
+        signal = coerce_signal(raw)
+        problems = signal if isinstance(signal, list) else validate_signal(signal, when)
+        if problems or not isinstance(signal, Signal):
+            log.error(
+                "strategy %s returned an invalid signal for %s, rejected: %s",
+                self.strategy.name,
+                self.symbol,
+                "; ".join(problems),
+            )
+            return None
+        return OpenSignal(
+            id=signal.id or signal_id(self.exchange_name, self.strategy.name, self.symbol, when),
+            position=signal.position,
+            price_open=float(signal.price_open),
+            price_take_profit=float(signal.price_take_profit),
+            price_stop_loss=float(signal.price_stop_loss),
+            minute_estimated_time=signal.minute_estimated_time,
+            symbol=self.symbol,
+            strategy_name=self.strategy.name,
+            exchange_name=self.exchange_name,
+            timestamp=when,
+            note=signal.note,
+        )
+
+    def _persist(self) -> None:
+        self._store.save(PersistedState(self.signal, self.last_signal_call, self.last_tick))
+
+    async def _callback(self, name: CallbackName, result: TickResult) -> None:
+        callback: Callback | None = getattr(self.strategy, name)
+        if callback is None:
+            return
+        try:
+            outcome = callback(result)
+            if inspect.isawaitable(outcome):
+                await self._bounded(name, outcome)
+        except Exception:
+            log.exception(
+                "strategy %s: %s callback raised for %s", self.strategy.name, name, self.symbol
+            )

@@ -1,1 +1,0 @@
-"""Sources of candles: the port, the offline replay, and ccxt."""

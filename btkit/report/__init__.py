@@ -1,1 +1,0 @@
-"""Reports: pure statistics over closed trades, and their Markdown form."""

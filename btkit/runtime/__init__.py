@@ -1,1 +1,0 @@
-"""Drivers: the per-symbol tick runner and the live loop, and their assembly."""

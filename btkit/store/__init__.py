@@ -1,1 +1,0 @@
-"""Everything btkit keeps on disk: signal state, candle files."""
