@@ -72,15 +72,21 @@ class SignalStore(Protocol):
 
     def load(self) -> PersistedState: ...
 
-    def save(self, state: PersistedState) -> None: ...
+    async def save(self, state: PersistedState) -> None:
+        """Durable when it returns; may run off the event loop."""
+        ...
 
 
 class EventLog(Protocol):
     """What the runner needs from a ledger."""
 
-    def record_opened(self, signal: OpenSignal) -> None: ...
+    async def record_opened(self, signal: OpenSignal) -> int:
+        """Durable when it returns; the event's sequence number (the same on a replay)."""
+        ...
 
-    def record_closed(self, result: ClosedResult) -> None: ...
+    async def record_closed(self, result: ClosedResult) -> int:
+        """Durable when it returns; the event's sequence number (the same on a replay)."""
+        ...
 
     def closed_at(self, signal_id: str) -> int | None:
         """When the signal closed, if the ledger has its close."""

@@ -39,8 +39,8 @@ def closed(signal=SIGNAL, when=None, pnl=1.5):
 def test_events_are_recorded_once_and_read_back(tmp_path):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
     for _ in range(3):  # a crash replay records the same events again
-        ledger.record_opened(SIGNAL)
-        ledger.record_closed(closed())
+        ledger.write_opened(SIGNAL)
+        ledger.write_closed(closed())
     contents = ledger.read(Query("strat"))
     assert len(contents.trades) == 1
     assert contents.trades[0].pnl_percentage == 1.5
@@ -52,9 +52,9 @@ def test_events_are_recorded_once_and_read_back(tmp_path):
 def test_open_signals_and_filters(tmp_path):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
     other = OpenSignal("sig-2", "short", 1.0, 0.9, 1.1, 30, "LTCBTC", "strat", "replay", minute(50))
-    ledger.record_opened(SIGNAL)
-    ledger.record_closed(closed())
-    ledger.record_opened(other)
+    ledger.write_opened(SIGNAL)
+    ledger.write_closed(closed())
+    ledger.write_opened(other)
     everything = ledger.read(Query("strat"))
     assert [s.id for s in everything.still_open] == ["sig-2"]
     assert ledger.read(Query("strat", symbol="LTCBTC")).trades == []
@@ -64,7 +64,7 @@ def test_open_signals_and_filters(tmp_path):
 
 def test_backtest_runs_are_kept_apart_from_live(tmp_path):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
-    ledger.record_opened(SIGNAL)
+    ledger.write_opened(SIGNAL)
     first = ledger.record_backtest("strat", "replay", 1, [], [closed(pnl=1.0)], {})
     second = ledger.record_backtest("strat", "replay", 2, [], [closed(pnl=2.0)], {})
     assert first != second
@@ -100,7 +100,7 @@ async def no_signal(symbol):
 
 def runner_with(ledger, state):
     definition = strategy("strat")(no_signal)
-    return SymbolRunner(
+    runner = SymbolRunner(
         symbol="ETHBTC",
         strategy=definition,
         exchange_name="replay",
@@ -109,6 +109,8 @@ def runner_with(ledger, state):
         costs=Costs(),
         ledger=ledger,
     )
+    asyncio.run(runner.restore())
+    return runner
 
 
 def test_reconcile_records_an_open_the_crash_kept_from_the_ledger(tmp_path):
@@ -120,8 +122,8 @@ def test_reconcile_records_an_open_the_crash_kept_from_the_ledger(tmp_path):
 
 def test_reconcile_clears_a_signal_the_ledger_already_closed(tmp_path, caplog):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
-    ledger.record_opened(SIGNAL)
-    ledger.record_closed(closed())
+    ledger.write_opened(SIGNAL)
+    ledger.write_closed(closed())
     runner = runner_with(ledger, PersistedState(SIGNAL, minute(5), minute(19)))
     assert runner.signal is None
     assert runner._store.state.signal is None

@@ -38,11 +38,11 @@ def rows(path: Path) -> list[tuple[str, str, object]]:
 )
 def test_a_close_that_is_not_a_number_is_refused_loudly(tmp_path, event, field):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
-    ledger.record_opened(SIGNAL)
+    ledger.write_opened(SIGNAL)
     with pytest.raises(StorageError, match=field):
-        ledger.record_closed(event())
+        ledger.write_closed(event())
     assert rows(tmp_path / "btkit.sqlite") == [("sig-1", "opened", None)]
-    ledger.record_closed(closed())  # the same close with a real PnL is recorded
+    ledger.write_closed(closed())  # the same close with a real PnL is recorded
     assert ledger.read(Query("strat")).trades[0].pnl_percentage == 1.5
 
 
@@ -50,40 +50,40 @@ def test_an_open_with_a_nan_price_is_refused_not_ignored(tmp_path):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
     broken = dataclasses.replace(SIGNAL, price_open=math.nan)
     with pytest.raises(StorageError, match="price_open is nan, not a finite number"):
-        ledger.record_opened(broken)
+        ledger.write_opened(broken)
     assert rows(tmp_path / "btkit.sqlite") == []
 
 
 def test_only_true_duplicates_are_skipped(tmp_path):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
-    ledger.record_opened(SIGNAL)
-    ledger.record_opened(SIGNAL)  # a crash replay: same run, signal, action
+    ledger.write_opened(SIGNAL)
+    ledger.write_opened(SIGNAL)  # a crash replay: same run, signal, action
     nameless = dataclasses.replace(SIGNAL, id="sig-2", symbol=None)
     with pytest.raises(StorageError, match="refused an event: NOT NULL constraint failed"):
-        ledger.record_opened(nameless)
+        ledger.write_opened(nameless)
     assert rows(tmp_path / "btkit.sqlite") == [("sig-1", "opened", None)]
 
 
 def test_a_different_event_under_the_same_key_is_refused_not_dropped(tmp_path):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
-    ledger.record_opened(SIGNAL)
-    ledger.record_closed(closed())
-    ledger.record_closed(closed())  # the same event again: a replayed crash step
+    ledger.write_opened(SIGNAL)
+    ledger.write_closed(closed())
+    ledger.write_closed(closed())  # the same event again: a replayed crash step
     with pytest.raises(StorageError, match=r"already holds a different closed event") as caught:
-        ledger.record_closed(closed(pnl=2.0))
+        ledger.write_closed(closed(pnl=2.0))
     assert "pnl_percentage 1.5 -> 2.0" in str(caught.value)
     edited = dataclasses.replace(SIGNAL, price_take_profit=120.0)
     with pytest.raises(StorageError, match=r"price_take_profit 110\.0 -> 120\.0"):
-        ledger.record_opened(edited)
+        ledger.write_opened(edited)
     assert rows(tmp_path / "btkit.sqlite") == [("sig-1", "opened", None), ("sig-1", "closed", 1.5)]
-    ledger.record_opened(dataclasses.replace(SIGNAL, id="sig-2"))  # no transaction left open
+    ledger.write_opened(dataclasses.replace(SIGNAL, id="sig-2"))  # no transaction left open
     assert len(rows(tmp_path / "btkit.sqlite")) == 3
 
 
 def test_an_infinite_lifetime_is_stored_and_read_back(tmp_path):
     ledger = SqliteLedger(tmp_path / "btkit.sqlite")
     forever = dataclasses.replace(SIGNAL, minute_estimated_time=math.inf)
-    ledger.record_opened(forever)
+    ledger.write_opened(forever)
     assert ledger.read(Query("strat")).still_open == [forever]
 
 
@@ -120,14 +120,14 @@ def test_a_locked_ledger_names_the_process_that_holds_it(tmp_path):
     holder = hold_write_lock(path)
     try:
         with pytest.raises(LedgerLockedError) as caught:
-            ledger.record_opened(SIGNAL)
+            ledger.write_opened(SIGNAL)
     finally:
         release(holder)
     message = str(caught.value)
     assert f"pid {holder.pid} ({sys.executable} -c " in message  # its command line, one line
     assert "for more than 0.2 s" in message
     assert "disk space" not in message
-    ledger.record_opened(SIGNAL)  # released: the write goes through
+    ledger.write_opened(SIGNAL)  # released: the write goes through
     assert len(ledger.read(Query("strat")).still_open) == 1
 
 
@@ -184,7 +184,7 @@ def test_ledger_and_lock_files_are_owner_only_under_umask_000(tmp_path):
     try:
         path = tmp_path / "new" / "nested" / "btkit.sqlite"
         ledger = SqliteLedger(path)
-        ledger.record_opened(SIGNAL)  # the -wal and -shm files exist while it is open
+        ledger.write_opened(SIGNAL)  # the -wal and -shm files exist while it is open
         store = JsonSignalStore(
             tmp_path / "new" / "signal",
             exchange_name="replay",

@@ -79,8 +79,8 @@ def test_the_picture_has_an_equity_and_a_drawdown_panel(tmp_path):
 
 def _close(ledger: SqliteLedger, n: int, pnl: float) -> None:
     signal = OpenSignal(f"s{n}", "long", 1.0, 1.1, 0.9, 60, "ETHBTC", "x", "replay", n * HOUR)
-    ledger.record_opened(signal)
-    ledger.record_closed(
+    ledger.write_opened(signal)
+    ledger.write_closed(
         ClosedResult(
             strategy_name="x",
             exchange_name="replay",

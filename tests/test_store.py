@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 
@@ -36,12 +37,12 @@ def make_store(folder, strategy="strat"):
 def test_round_trip_is_atomic_and_owner_only(tmp_path):
     store = make_store(tmp_path)
     state = PersistedState(SIGNAL, last_signal_call=60_000, last_tick=120_000)
-    store.save(state)
+    asyncio.run(store.save(state))
     assert store.load() == state
     assert store.path.name == "replay-strat-ETHBTC.json"
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == [store.path.name]  # no temp file left
-    store.save(PersistedState(None, 60_000, 180_000))
+    asyncio.run(store.save(PersistedState(None, 60_000, 180_000)))
     assert json.loads(store.path.read_text())["signal"] is None
 
 
@@ -66,12 +67,12 @@ def test_corrupt_file_is_moved_aside_and_kept(tmp_path, caplog, content):
     [("replay", "other", "ETHBTC"), ("binance", "strat", "ETHBTC"), ("replay", "strat", "LTCBTC")],
 )
 def test_another_runs_state_file_is_moved_aside_not_overwritten(tmp_path, caplog, names):
-    make_store(tmp_path).save(PersistedState(SIGNAL, 60_000, 120_000))
+    asyncio.run(make_store(tmp_path).save(PersistedState(SIGNAL, 60_000, 120_000)))
     original = (tmp_path / "replay-strat-ETHBTC.json").read_bytes()
     other = make_store(tmp_path)
     other._names = names
     assert other.load() == PersistedState()
-    other.save(PersistedState(None, 1, 2))  # the run goes on and saves its own state
+    asyncio.run(other.save(PersistedState(None, 1, 2)))  # the run goes on and saves its own state
     kept = list(tmp_path.glob("replay-strat-ETHBTC.json.foreign-*"))
     assert len(kept) == 1
     assert kept[0].read_bytes() == original

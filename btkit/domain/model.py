@@ -98,6 +98,10 @@ class OpenedResult:
     current_price: float
     signal: OpenSignal
     action: Literal["opened"] = "opened"
+    seq: int | None = None
+    """The event's sequence number in the ledger (None where nothing is recorded)."""
+    redelivered: bool = False
+    """Re-emitted on start: it may have reached consumers before a crash."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +127,10 @@ class ClosedResult:
     close_timestamp: int
     pnl: Pnl
     action: Literal["closed"] = "closed"
+    seq: int | None = None
+    """The event's sequence number in the ledger (None where nothing is recorded)."""
+    redelivered: bool = False
+    """Re-emitted on start: it may have reached consumers before a crash."""
 
 
 TickResult = IdleResult | OpenedResult | ActiveResult | ClosedResult

@@ -147,7 +147,7 @@ class LiveSession:
             self.clock.leave()
             if runner.last_tick is not None and not runner.mid_tick:
                 try:
-                    runner.checkpoint()
+                    await runner.checkpoint()
                 except StorageError as exc:
                     log.error("%s: could not save the cursor on exit: %s", runner.symbol, exc)
 
@@ -227,7 +227,7 @@ class LiveSession:
                     )
                 since_checkpoint += 1
                 if since_checkpoint >= options.checkpoint_minutes:
-                    runner.checkpoint()
+                    await runner.checkpoint()
                     since_checkpoint = 0
             self._cycle_progress(when)
             await self._sleep_until(when + MINUTE_MS + options.settle_ms)

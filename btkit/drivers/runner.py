@@ -11,6 +11,7 @@ state file, then the ledger; a close writes the ledger, then the state file;
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import logging
 import uuid
@@ -87,11 +88,11 @@ def signal_id(exchange_name: str, strategy_name: str, symbol: str, timestamp: in
 class NoLedger:
     """For backtests (recorded in one batch at the end) and plain tests."""
 
-    def record_opened(self, signal: OpenSignal) -> None:
-        pass
+    async def record_opened(self, signal: OpenSignal) -> int:
+        return 0
 
-    def record_closed(self, result: ClosedResult) -> None:
-        pass
+    async def record_closed(self, result: ClosedResult) -> int:
+        return 0
 
     def closed_at(self, signal_id: str) -> int | None:
         return None
@@ -139,15 +140,27 @@ class SymbolRunner:
         self.signal: OpenSignal | None = restored.signal
         self.last_signal_call = restored.last_signal_call
         self.last_tick = restored.last_tick
-        self._reconcile()
+        self._restored = False
         self.restored_signal = self.signal
         self.ticks = 0
         """Ticks that got data, since start."""
         self.mid_tick = False
         """True while a tick runs: its in-memory state is then not yet consistent."""
 
+    async def restore(self) -> None:
+        """Make the state file and the ledger agree after a crash between their writes.
+
+        Idempotent; the first tick, close or checkpoint runs it if the caller did not.
+        """
+        if self._restored:
+            return
+        self._restored = True
+        await self._reconcile()
+        self.restored_signal = self.signal
+
     async def tick(self, when: int) -> TickResult | None:
         """Run one tick at `when`; None when it is skipped for lack of candles."""
+        await self.restore()
         execution = ExecutionContext(self.symbol, when, self.backtest)
         self.mid_tick = True
         try:
@@ -164,8 +177,7 @@ class SymbolRunner:
             self.mid_tick = False
         return result
 
-    def _reconcile(self) -> None:
-        """Make the state file and the ledger agree after a crash between their writes."""
+    async def _reconcile(self) -> None:
         if self.signal is None:
             return
         closed_at = self._ledger.closed_at(self.signal.id)
@@ -178,9 +190,9 @@ class SymbolRunner:
             )
             self.signal = None
             self.last_tick = closed_at  # the close was that tick's work: resume after it
-            self._persist()
+            await self._persist()
         else:
-            self._ledger.record_opened(self.signal)
+            await self._ledger.record_opened(self.signal)
 
     def _header(self, when: int) -> _Header:
         return {
@@ -190,9 +202,10 @@ class SymbolRunner:
             "timestamp": when,
         }
 
-    def checkpoint(self) -> None:
+    async def checkpoint(self) -> None:
         """Persist the cursor (last tick) without a state change, e.g. on stop."""
-        self._persist()
+        await self.restore()
+        await self._persist()
 
     async def _tick_without_signal(self, when: int) -> TickResult | None:
         if not self.stopped and signal_call_due(
@@ -204,14 +217,15 @@ class SymbolRunner:
             if accepted is not None:
                 self.signal = accepted
                 self.last_tick = when
-                self._persist()  # state first: a crash now is repaired by _reconcile
+                await self._persist()  # state first: a crash now is repaired by _reconcile
                 crash_point("open:state-written")
-                self._ledger.record_opened(accepted)
+                seq = await self._ledger.record_opened(accepted)
                 crash_point("open:ledger-written")
                 opened = OpenedResult(
                     **self._header(when),
                     current_price=accepted.price_open,
                     signal=accepted,
+                    seq=seq or None,
                 )
                 await self._callback("on_open", opened)
                 return opened
@@ -248,6 +262,7 @@ class SymbolRunner:
 
     async def close_at(self, when: int, price: float) -> ClosedResult:
         """Close the open signal at a tick the backtest's scan found; same path as live."""
+        await self.restore()
         if self.signal is None:
             raise RuntimeError(f"{self.symbol}: no open signal to close")
         reason = close_reason(self.signal, price, when)
@@ -273,11 +288,13 @@ class SymbolRunner:
             close_timestamp=when,
             pnl=compute_pnl(signal.position, signal.price_open, price, self.costs),
         )
-        self._ledger.record_closed(closed)  # ledger first: a crash now is repaired by _reconcile
+        seq = await self._ledger.record_closed(closed)  # ledger first: see _reconcile
         crash_point("close:ledger-written")
+        if seq:
+            closed = dataclasses.replace(closed, seq=seq)
         self.signal = None
         self.last_tick = when
-        self._persist()
+        await self._persist()
         crash_point("close:state-written")
         await self._callback("on_close", closed)
         return closed
@@ -408,8 +425,8 @@ class SymbolRunner:
             note=signal.note,
         )
 
-    def _persist(self) -> None:
-        self._store.save(PersistedState(self.signal, self.last_signal_call, self.last_tick))
+    async def _persist(self) -> None:
+        await self._store.save(PersistedState(self.signal, self.last_signal_call, self.last_tick))
 
     async def _callback(self, name: CallbackName, result: TickResult) -> None:
         callback: Callback | None = getattr(self.strategy, name)

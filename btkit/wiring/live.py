@@ -124,6 +124,8 @@ async def open_live(
             )
             for symbol, store in zip(resolved, stores, strict=True)
         ]
+        for runner in runners:
+            await runner.restore()  # before the frame and the start-up panel read the cursor
         session_options = LiveOptions(
             settle_ms=0 if simulated else int(settings.tick_settle_seconds * 1000),
             outage_budget_ms=int(settings.outage_budget_minutes * MINUTE_MS),

@@ -377,12 +377,29 @@ class SqliteLedger:
                 "the signal). Inspect both; to keep a separate record, use another --data-dir."
             )
 
-    def record_opened(self, signal: OpenSignal) -> None:
+    async def record_opened(self, signal: OpenSignal) -> int:
         """Idempotent: recording a restored signal again after a crash changes nothing."""
-        self._write([_opened_row(self.run_id, self.mode, signal)])
+        return self.write_opened(signal)
 
-    def record_closed(self, result: ClosedResult) -> None:
-        self._write([_closed_row(self.run_id, self.mode, result)])
+    async def record_closed(self, result: ClosedResult) -> int:
+        return self.write_closed(result)
+
+    def write_opened(self, signal: OpenSignal) -> int:
+        """`record_opened`, synchronously (tools and tests)."""
+        return self._write_one(_opened_row(self.run_id, self.mode, signal))
+
+    def write_closed(self, result: ClosedResult) -> int:
+        """`record_closed`, synchronously (tools and tests)."""
+        return self._write_one(_closed_row(self.run_id, self.mode, result))
+
+    def _write_one(self, row: tuple[object, ...]) -> int:
+        """Write one event; its sequence number (for now the row's rowid)."""
+        self._write([row])
+        found = self._db.execute(
+            "SELECT rowid FROM events WHERE run_id = ? AND signal_id = ? AND action = ?",
+            (row[0], row[3], row[2]),
+        ).fetchone()
+        return int(found[0])
 
     def closed_at(self, signal_id: str) -> int | None:
         row = self._db.execute(

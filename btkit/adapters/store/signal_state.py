@@ -153,7 +153,7 @@ class MemorySignalStore:
     def load(self) -> PersistedState:
         return self.state
 
-    def save(self, state: PersistedState) -> None:
+    async def save(self, state: PersistedState) -> None:
         self.state = state
         self.saves += 1
 
@@ -217,7 +217,7 @@ class JsonSignalStore:
             self._move_aside(exc)
             return PersistedState()
 
-    def save(self, state: PersistedState) -> None:
+    async def save(self, state: PersistedState) -> None:
         exchange, strategy, symbol = self._names
         document = {
             "version": STATE_VERSION,
