@@ -239,10 +239,18 @@ def test_a_hung_get_signal_times_out_and_the_other_symbols_go_on(caplog):
 
 
 class SlowExchange(ListExchange):
-    """Every fetch takes longer than the strategy timeout, as exchange retries do."""
+    """The first fetch takes longer than the strategy timeout, as exchange retries do.
+
+    The margins are wide (a 1.5 s wait against a 0.5 s timeout, the strategy's own
+    time a few ms), so a busy machine cannot make the strategy's own time look long.
+    """
+
+    slow_seconds = 1.5
 
     async def fetch_candles(self, symbol, interval, since_ms, limit):
-        await asyncio.sleep(0.05)
+        if self.slow_seconds:
+            await asyncio.sleep(self.slow_seconds)
+            self.slow_seconds = 0
         return await super().fetch_candles(symbol, interval, since_ms, limit)
 
 
@@ -253,7 +261,7 @@ def test_waiting_for_market_data_does_not_count_against_the_strategy_timeout(cap
         await get_candles(symbol, "1m", 3)  # waits on the slow exchange, not on itself
         return await long_signal(symbol)
 
-    session = make_session(SlowExchange(candles), reads_candles, strategy_timeout=0.01)
+    session = make_session(SlowExchange(candles), reads_candles, strategy_timeout=0.5)
     results = asyncio.run(collect(session))
     assert [r.action for r in results][:1] == ["opened"]
     assert session.runners[0].failures.failed == 0
