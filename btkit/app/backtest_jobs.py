@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 from btkit.adapters.store.candle_cache import load_candles
 from btkit.adapters.store.candle_files import SUFFIX, find_candle_file
 from btkit.adapters.store.signal_state import MemorySignalStore
-from btkit.app.frames import Frame, default_start, frame_for
 from btkit.domain.errors import ConfigError, DataError
 from btkit.domain.model import ClosedResult, OpenedResult, OpenSignal
 from btkit.drivers.backtest import BacktestRun, Progress
 from btkit.drivers.runner import StrategyFailures, SymbolRunner
+from btkit.engine.frames import Frame, default_start, frame_for
 from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
 from btkit.engine.pnl import Costs
 from btkit.market.array_market import ArrayMarket

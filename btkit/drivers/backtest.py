@@ -13,10 +13,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from btkit.app.frames import Frame
 from btkit.domain.model import MINUTE_MS, ClosedResult, OpenedResult, OpenSignal
 from btkit.drivers.runner import SymbolRunner
 from btkit.engine.decision import next_signal_call_at
+from btkit.engine.frames import Frame
 from btkit.engine.scan import first_close_index
 from btkit.market.array_market import ArrayMarket
 

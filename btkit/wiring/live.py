@@ -21,12 +21,12 @@ from btkit.adapters.report.builder import LiveReportWriter
 from btkit.adapters.store.atomic import check_writable
 from btkit.adapters.store.ledger import SqliteLedger
 from btkit.adapters.store.signal_state import JsonSignalStore
-from btkit.app.frames import default_start
 from btkit.domain.errors import ConfigError, StorageError
 from btkit.domain.model import MINUTE_MS
 from btkit.domain.timefmt import file_stamp, format_time
 from btkit.drivers.live import LiveOptions, LiveSession
 from btkit.drivers.runner import SymbolRunner
+from btkit.engine.frames import default_start
 from btkit.engine.intervals import floor_to
 from btkit.market.service import ExchangeMarket
 from btkit.ports import Clock, Exchange
