@@ -380,8 +380,8 @@ def download(
     log_level: LogLevel = None,
 ) -> None:
     """Fetch 1m candles into <data>/candles/<SYMBOL>-1m.csv (resumable, crash-safe)."""
-    from btkit.adapters.clock import WallClock
     from btkit.app.download_command import run_download
+    from btkit.wiring.clocks import wall_time_ms
 
     _check_symbols(symbols)
     settings = _settings(data_dir=data_dir)
@@ -390,7 +390,7 @@ def download(
         _fail("give --days or --start, not both", 2)
     start_ms, end_ms = _times(start, end)
     if start_ms is None:
-        start_ms = (end_ms or WallClock().now_ms()) - (days or 7) * 86_400_000
+        start_ms = (end_ms or wall_time_ms()) - (days or 7) * 86_400_000
     _exit_with(
         lambda: run_download(
             settings, exchange, symbols, start_ms=start_ms, end_ms=end_ms, console=_console()
