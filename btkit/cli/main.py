@@ -333,7 +333,7 @@ def backtest(
     """Run a strategy over candle history with the live engine's decisions, fast."""
     from rich.console import Console
 
-    from btkit.app.backtest_command import run_backtest_command
+    from btkit.cli.backtest_command import run_backtest_command
 
     _check_symbols(symbols)
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
@@ -380,7 +380,7 @@ def download(
     log_level: LogLevel = None,
 ) -> None:
     """Fetch 1m candles into <data>/candles/<SYMBOL>-1m.csv (resumable, crash-safe)."""
-    from btkit.app.download_command import run_download
+    from btkit.cli.download_command import run_download
     from btkit.wiring.clocks import wall_time_ms
 
     _check_symbols(symbols)
@@ -517,7 +517,7 @@ def report(
     """Print and write a strategy's report from the ledger (works while daemons run)."""
 
     from btkit.adapters.store.ledger import Query
-    from btkit.app.report_command import run_report
+    from btkit.cli.report_command import run_report
 
     if mode not in ("live", "backtest"):
         _fail(f"--mode must be live or backtest, not {mode!r}", 2)
@@ -545,7 +545,7 @@ def report(
 @app.command(epilog=_examples("btkit status", "btkit status --data-dir /srv/btkit/data"))
 def status(data_dir: DataDir = None) -> None:
     """Show the open signals in the state files, and which have no daemon."""
-    from btkit.app.report_command import run_status
+    from btkit.cli.report_command import run_status
 
     settings = _settings(data_dir=data_dir)
     _exit_with(lambda: run_status(settings, _console()), interrupted="status stopped.")
@@ -557,7 +557,7 @@ def list_command(
     data_dir: DataDir = None,
 ) -> None:
     """List the strategies (and strategy files that fail to load) and the candle files."""
-    from btkit.app.listing import run_list
+    from btkit.cli.listing import run_list
 
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir)
     _logging(settings, None, "WARNING")
@@ -574,7 +574,7 @@ def init(
 
     Existing files are never overwritten.
     """
-    from btkit.app.listing import run_init
+    from btkit.cli.listing import run_init
 
     _exit_with(lambda: run_init(folder, _console()), interrupted="init stopped.")
 
