@@ -12,13 +12,13 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from btkit.adapters.exchanges.replay import REPLAY, candle_file
-from btkit.adapters.store.candle_append import CandleAppender
+from btkit.adapters.exchanges.replay import REPLAY
 from btkit.domain.errors import BtkitError, ConfigError
 from btkit.domain.model import MINUTE_MS
 from btkit.engine.intervals import floor_to
 from btkit.ports import Exchange
 from btkit.settings import Settings
+from btkit.wiring.candles import open_candle_appender
 from btkit.wiring.clocks import wall_clock
 from btkit.wiring.exchanges import open_exchange
 
@@ -66,7 +66,7 @@ async def _one(
     end: int,
     progress: Progress,
 ) -> Downloaded:
-    appender = CandleAppender(candle_file(settings.candles_dir, symbol))
+    appender = open_candle_appender(settings, symbol)
     last = appender.last_timestamp()
     first = floor_to(start_ms, MINUTE_MS)
     cursor = first if last is None else max(first, last + MINUTE_MS)

@@ -253,10 +253,9 @@ def live(
     log_level: LogLevel = None,
 ) -> None:
     """Run a strategy on symbols until stopped (or until the replayed history ends)."""
-    from btkit.adapters.system.stop_signals import StopLatch
+    from btkit.wiring.system import stop_latch
 
-    latch = StopLatch()
-    latch.install()  # first: a SIGTERM while the heavy modules load still stops cleanly
+    latch = stop_latch()  # first: a SIGTERM while the heavy modules load still stops cleanly
     from btkit.app.daemon import run_daemon
     from btkit.cli.console import choose_mode, make_printer
     from btkit.wiring.live import RunOptions
