@@ -1,7 +1,8 @@
-"""The composition root: from settings and names to a running live session.
+"""Wiring for `btkit live` and `Live.run`: from settings and names to a running session.
 
-Only here are concrete adapters chosen (exchange, clock, state files); every
-other module receives its collaborators.
+Here (and in the rest of `btkit.wiring`) the concrete adapters are chosen:
+exchange, clock, state files, ledger, report writer; every other module
+receives its collaborators.
 """
 
 from __future__ import annotations
