@@ -129,7 +129,7 @@ def open_step(
         current_price=signal.price_open,
         signal=signal,
     )
-    return Step(opened, PersistedState(signal, when, when))
+    return Step(opened, replace(state, signal=signal, last_signal_call=when, last_tick=when))
 
 
 def idle_step(
