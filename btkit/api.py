@@ -240,14 +240,11 @@ class BacktestUtils:
 
 
 def _read_ledger(settings: Settings, strategy: str, mode: Mode) -> tuple[LedgerContents, Query]:
-    from btkit.adapters.store.ledger import Query, SqliteLedger
+    from btkit.adapters.store.ledger import Query
+    from btkit.wiring.ledger import read_events
 
     query = Query(strategy=strategy, mode=mode)
-    ledger = SqliteLedger(settings.ledger_path)
-    try:
-        return ledger.read(query), query
-    finally:
-        ledger.close()
+    return read_events(settings, query), query
 
 
 def _time(value: str | int | None) -> int | None:

@@ -11,10 +11,10 @@ import pytest
 
 from btkit import Backtest, Signal, strategy
 from btkit.adapters.store.signal_state import MemorySignalStore
-from btkit.app.frames import Frame
 from btkit.domain.errors import ConfigError, DataError
 from btkit.drivers.backtest import BacktestRun
 from btkit.drivers.runner import SymbolRunner
+from btkit.engine.frames import Frame
 from btkit.engine.pnl import Costs, compute_pnl
 from btkit.market.array_market import ArrayMarket
 from btkit.market.arrays import CandleArrays

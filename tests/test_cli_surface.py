@@ -240,8 +240,8 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_is_kept_redacted(
 
     import pytest
 
-    from btkit.app import report_command
     from btkit.cli import main as cli
+    from btkit.cli import report_command
 
     secret = "crash-secret-0123456789"
     monkeypatch.chdir(tmp_path)

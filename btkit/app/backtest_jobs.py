@@ -19,18 +19,17 @@ from typing import TYPE_CHECKING
 
 from btkit.adapters.store.candle_cache import load_candles
 from btkit.adapters.store.candle_files import SUFFIX, find_candle_file
-from btkit.adapters.store.signal_state import MemorySignalStore
-from btkit.app.frames import Frame, default_start, frame_for
 from btkit.domain.errors import ConfigError, DataError
 from btkit.domain.model import ClosedResult, OpenedResult, OpenSignal
 from btkit.drivers.backtest import BacktestRun, Progress
-from btkit.drivers.runner import StrategyFailures, SymbolRunner
+from btkit.drivers.runner import StrategyFailures
+from btkit.engine.frames import Frame, default_start, frame_for
 from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
 from btkit.engine.pnl import Costs
-from btkit.market.array_market import ArrayMarket
 from btkit.market.arrays import CandleArrays
 from btkit.settings import Settings
 from btkit.strategies import StrategyDef, resolve_strategy
+from btkit.wiring.backtest import open_backtest_run
 
 if TYPE_CHECKING:
     import multiprocessing
@@ -134,18 +133,14 @@ def prepare(
 ) -> BacktestRun:
     if candles is None:
         candles = _candles(job.candles_file)
-    market = ArrayMarket(job.symbol, candles)
-    runner = SymbolRunner(
+    return open_backtest_run(
         symbol=job.symbol,
         strategy=strategy,
         exchange_name=job.exchange_name,
-        market=market,
-        store=MemorySignalStore(),
+        frame=job.frame,
         costs=job.costs,
-        backtest=True,
-        frame_name=job.frame.name,
+        candles=candles,
     )
-    return BacktestRun(runner, market, job.frame)
 
 
 async def run_one(

@@ -16,6 +16,7 @@ from btkit.drivers.loop_watchdog import LoopWatchdog
 from btkit.ports import EventPrinter, StartupInfo
 from btkit.settings import Settings
 from btkit.wiring.live import LiveSetup, RunOptions, open_live
+from btkit.wiring.system import stop_latch, systemd_notifier
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +38,8 @@ async def run_daemon(
     first thing); a stop during start-up ends the run before its first tick.
     """
     if latch is None:
-        latch = StopLatch()
-        latch.install()
-    notifier = Notifier.from_environment()
+        latch = stop_latch()
+    notifier = systemd_notifier()
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None

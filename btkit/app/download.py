@@ -12,15 +12,15 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from btkit.adapters.clock import WallClock
-from btkit.adapters.exchanges.ccxt_exchange import CcxtExchange
-from btkit.adapters.exchanges.replay import REPLAY, candle_file
-from btkit.adapters.store.candle_append import CandleAppender
+from btkit.adapters.exchanges.replay import REPLAY
 from btkit.domain.errors import BtkitError, ConfigError
 from btkit.domain.model import MINUTE_MS
 from btkit.engine.intervals import floor_to
+from btkit.ports import Exchange
 from btkit.settings import Settings
-from btkit.wiring.exchanges import ccxt_options, check_exchange_id
+from btkit.wiring.candles import open_candle_appender
+from btkit.wiring.clocks import wall_clock
+from btkit.wiring.exchanges import open_exchange
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,8 @@ async def download(
 ) -> list[Downloaded]:
     if exchange_id == REPLAY:
         raise ConfigError("download fetches from a real exchange: give a ccxt id, e.g. binance.")
-    check_exchange_id(exchange_id, settings.candles_dir)
-    clock = WallClock()
-    exchange = CcxtExchange(
-        exchange_id, clock, ccxt_options(settings, exchange_id, persistent=True)
-    )
+    clock = wall_clock()
+    exchange = open_exchange(exchange_id, settings=settings, clock=clock, persistent=True)
     try:
         resolved = await exchange.check_symbols(symbols)
         now = floor_to(clock.now_ms(), MINUTE_MS)
@@ -62,14 +59,14 @@ async def download(
 
 
 async def _one(
-    exchange: CcxtExchange,
+    exchange: Exchange,
     settings: Settings,
     symbol: str,
     start_ms: int,
     end: int,
     progress: Progress,
 ) -> Downloaded:
-    appender = CandleAppender(candle_file(settings.candles_dir, symbol))
+    appender = open_candle_appender(settings, symbol)
     last = appender.last_timestamp()
     first = floor_to(start_ms, MINUTE_MS)
     cursor = first if last is None else max(first, last + MINUTE_MS)

@@ -7,9 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import filelock
-
 from btkit.adapters.store.signal_state import read_state_file
+from btkit.adapters.store.state_locks import is_owned
 from btkit.domain.model import MINUTE_MS, OpenSignal
 
 
@@ -42,16 +41,6 @@ class OpenPosition:
 class Unreadable:
     path: Path
     problem: str
-
-
-def is_owned(path: Path) -> bool:
-    lock = filelock.FileLock(f"{path}.lock", timeout=0, mode=0o600)
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        return True
-    lock.release()
-    return False
 
 
 def open_positions(

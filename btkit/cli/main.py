@@ -253,10 +253,9 @@ def live(
     log_level: LogLevel = None,
 ) -> None:
     """Run a strategy on symbols until stopped (or until the replayed history ends)."""
-    from btkit.adapters.system.stop_signals import StopLatch
+    from btkit.wiring.system import stop_latch
 
-    latch = StopLatch()
-    latch.install()  # first: a SIGTERM while the heavy modules load still stops cleanly
+    latch = stop_latch()  # first: a SIGTERM while the heavy modules load still stops cleanly
     from btkit.app.daemon import run_daemon
     from btkit.cli.console import choose_mode, make_printer
     from btkit.wiring.live import RunOptions
@@ -333,7 +332,7 @@ def backtest(
     """Run a strategy over candle history with the live engine's decisions, fast."""
     from rich.console import Console
 
-    from btkit.app.backtest_command import run_backtest_command
+    from btkit.cli.backtest_command import run_backtest_command
 
     _check_symbols(symbols)
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
@@ -380,8 +379,8 @@ def download(
     log_level: LogLevel = None,
 ) -> None:
     """Fetch 1m candles into <data>/candles/<SYMBOL>-1m.csv (resumable, crash-safe)."""
-    from btkit.adapters.clock import WallClock
-    from btkit.app.download_command import run_download
+    from btkit.cli.download_command import run_download
+    from btkit.wiring.clocks import wall_time_ms
 
     _check_symbols(symbols)
     settings = _settings(data_dir=data_dir)
@@ -390,7 +389,7 @@ def download(
         _fail("give --days or --start, not both", 2)
     start_ms, end_ms = _times(start, end)
     if start_ms is None:
-        start_ms = (end_ms or WallClock().now_ms()) - (days or 7) * 86_400_000
+        start_ms = (end_ms or wall_time_ms()) - (days or 7) * 86_400_000
     _exit_with(
         lambda: run_download(
             settings, exchange, symbols, start_ms=start_ms, end_ms=end_ms, console=_console()
@@ -517,7 +516,7 @@ def report(
     """Print and write a strategy's report from the ledger (works while daemons run)."""
 
     from btkit.adapters.store.ledger import Query
-    from btkit.app.report_command import run_report
+    from btkit.cli.report_command import run_report
 
     if mode not in ("live", "backtest"):
         _fail(f"--mode must be live or backtest, not {mode!r}", 2)
@@ -545,7 +544,7 @@ def report(
 @app.command(epilog=_examples("btkit status", "btkit status --data-dir /srv/btkit/data"))
 def status(data_dir: DataDir = None) -> None:
     """Show the open signals in the state files, and which have no daemon."""
-    from btkit.app.report_command import run_status
+    from btkit.cli.report_command import run_status
 
     settings = _settings(data_dir=data_dir)
     _exit_with(lambda: run_status(settings, _console()), interrupted="status stopped.")
@@ -557,7 +556,7 @@ def list_command(
     data_dir: DataDir = None,
 ) -> None:
     """List the strategies (and strategy files that fail to load) and the candle files."""
-    from btkit.app.listing import run_list
+    from btkit.cli.listing import run_list
 
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir)
     _logging(settings, None, "WARNING")
@@ -574,7 +573,7 @@ def init(
 
     Existing files are never overwritten.
     """
-    from btkit.app.listing import run_init
+    from btkit.cli.listing import run_init
 
     _exit_with(lambda: run_init(folder, _console()), interrupted="init stopped.")
 

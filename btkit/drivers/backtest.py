@@ -13,9 +13,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from btkit.app.frames import Frame
 from btkit.domain.model import MINUTE_MS, ClosedResult, OpenedResult, OpenSignal
 from btkit.drivers.runner import SymbolRunner
+from btkit.engine.decision import next_signal_call_at
+from btkit.engine.frames import Frame
 from btkit.engine.scan import first_close_index
 from btkit.market.array_market import ArrayMarket
 
@@ -57,9 +58,9 @@ class BacktestRun:
             if self.progress is not None and when - reported >= 1440 * MINUTE_MS:
                 self.progress(when)
                 reported = when
-            last_call = runner.last_signal_call
-            if last_call is not None and when - last_call < interval:
-                when = frame.first_tick_from(last_call + interval)
+            due_at = next_signal_call_at(runner.last_signal_call, interval)
+            if due_at is not None and when < due_at:
+                when = frame.first_tick_from(due_at)  # the ticks before can only be idle
                 continue
             result = await runner.tick(when)
             if not isinstance(result, OpenedResult):

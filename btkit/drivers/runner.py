@@ -1,11 +1,12 @@
-"""One symbol's tick (SPEC §3), the same for live and backtest.
+"""One symbol's tick (SPEC §3), the same for live and backtest: I/O and ordering only.
 
-The decisions are the pure functions of `btkit.engine`; this driver only
-fetches prices, calls the strategy inside its ambient context, persists, and
-runs callbacks. State and ledger are written *before* a result is returned, so
-whatever a caller reports is already safe on disk. Order: an open writes the
-state file, then the ledger; a close writes the ledger, then the state file;
-`_reconcile` repairs a crash between the two on the next start.
+Every decision (throttle, validation, open / monitor / close, PnL, the new
+state) is a pure function of `btkit.engine.step`; this driver calls the
+strategy (bounded, inside its ambient context), fetches the price, persists,
+and runs callbacks. State and ledger are written *before* a result is
+returned, so whatever a caller reports is already safe on disk. Order: an open
+writes the state file, then the ledger; a close writes the ledger, then the
+state file; `_reconcile` repairs a crash between the two on the next start.
 """
 
 from __future__ import annotations
@@ -14,28 +15,21 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict, TypeVar
+from typing import Any, Literal, TypeVar
 
 from btkit.context import ExecutionContext, MethodContext, tick_context
 from btkit.domain.errors import ExchangeError, StrategyError
 from btkit.domain.model import (
-    ActiveResult,
     ClosedResult,
-    CloseReason,
-    IdleResult,
-    OpenedResult,
     OpenSignal,
     PersistedState,
-    Signal,
     TickResult,
 )
 from btkit.drivers.strategy_clock import TimedMarket
-from btkit.engine.decision import close_reason, signal_call_due
-from btkit.engine.pnl import Costs, compute_pnl
-from btkit.engine.validation import coerce_signal, validate_signal
+from btkit.engine import step
+from btkit.engine.pnl import Costs
 from btkit.faults import crash_point
 from btkit.ports import EventLog, MarketData, SignalStore
 from btkit.strategies import Callback, StrategyDef
@@ -43,17 +37,6 @@ from btkit.strategies import Callback, StrategyDef
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_SIGNAL_IDS = uuid.UUID("6f1c1d2e-5b7a-4a43-9a51-1f0e6b0d7c11")
-
-
-class _Header(TypedDict):
-    """The fields every tick result starts with."""
-
-    strategy_name: str
-    exchange_name: str
-    symbol: str
-    timestamp: int
-
 
 CallbackName = Literal["on_open", "on_active", "on_idle", "on_close", "on_tick"]
 
@@ -78,11 +61,6 @@ def _is_milestone(count: int, first: int) -> bool:
     while count > first and count % 10 == 0:
         count //= 10
     return count == first
-
-
-def signal_id(exchange_name: str, strategy_name: str, symbol: str, timestamp: int) -> str:
-    """Deterministic, so a replay after a crash re-creates the same id."""
-    return str(uuid.uuid5(_SIGNAL_IDS, f"{exchange_name}/{strategy_name}/{symbol}/{timestamp}"))
 
 
 class NoLedger:
@@ -136,16 +114,27 @@ class SymbolRunner:
         """Set on a plain stop: a strategy call in progress is cancelled, not awaited."""
         self._ledger: EventLog = ledger or NoLedger()
         self._method = MethodContext(strategy.name, exchange_name, frame_name)
-        restored = store.load()
-        self.signal: OpenSignal | None = restored.signal
-        self.last_signal_call = restored.last_signal_call
-        self.last_tick = restored.last_tick
+        self._key = step.SymbolKey(strategy.name, exchange_name, symbol)
+        self.state: PersistedState = store.load()
+        """The open signal, throttle and cursor; replaced whole by each step."""
         self._restored = False
         self.restored_signal = self.signal
         self.ticks = 0
         """Ticks that got data, since start."""
         self.mid_tick = False
         """True while a tick runs: its in-memory state is then not yet consistent."""
+
+    @property
+    def signal(self) -> OpenSignal | None:
+        return self.state.signal
+
+    @property
+    def last_signal_call(self) -> int | None:
+        return self.state.last_signal_call
+
+    @property
+    def last_tick(self) -> int | None:
+        return self.state.last_tick
 
     async def restore(self) -> None:
         """Make the state file and the ledger agree after a crash between their writes.
@@ -169,7 +158,6 @@ class SymbolRunner:
                     result = await self._tick_without_signal(when)
                 else:
                     result = await self._tick_with_signal(self.signal, when)
-                self.last_tick = when
                 if result is not None:
                     self.ticks += 1
                     await self._callback("on_tick", result)
@@ -188,19 +176,11 @@ class SymbolRunner:
                 self.symbol,
                 self.signal.id,
             )
-            self.signal = None
-            self.last_tick = closed_at  # the close was that tick's work: resume after it
+            # the close was that tick's work: resume after it
+            self.state = dataclasses.replace(self.state, signal=None, last_tick=closed_at)
             await self._persist()
         else:
             await self._ledger.record_opened(self.signal)
-
-    def _header(self, when: int) -> _Header:
-        return {
-            "strategy_name": self.strategy.name,
-            "exchange_name": self.exchange_name,
-            "symbol": self.symbol,
-            "timestamp": when,
-        }
 
     async def checkpoint(self) -> None:
         """Persist the cursor (last tick) without a state change, e.g. on stop."""
@@ -208,38 +188,39 @@ class SymbolRunner:
         await self._persist()
 
     async def _tick_without_signal(self, when: int) -> TickResult | None:
-        if not self.stopped and signal_call_due(
-            self.last_signal_call, when, self.strategy.interval_ms
-        ):
+        need = step.plan_tick(self.state, when, self.strategy.interval_ms, stopped=self.stopped)
+        if need == "call_strategy":
             raw = await self._call_strategy()  # an exchange failure in it skips the tick
-            self.last_signal_call = when
-            accepted = self._accept(raw, when)
-            if accepted is not None:
-                self.signal = accepted
-                self.last_tick = when
+            self.state = step.after_call(self.state, when)
+            accepted = step.accept_signal(raw, self._key, when)
+            if isinstance(accepted, step.Rejected):
+                log.error(
+                    "strategy %s returned an invalid signal for %s, rejected: %s",
+                    self.strategy.name,
+                    self.symbol,
+                    "; ".join(accepted.problems),
+                )
+            elif accepted is not None:
+                opening = step.open_step(self.state, self._key, accepted, when)
+                self.state = opening.state
                 await self._persist()  # state first: a crash now is repaired by _reconcile
                 crash_point("open:state-written")
                 seq = await self._ledger.record_opened(accepted)
                 crash_point("open:ledger-written")
-                opened = OpenedResult(
-                    **self._header(when),
-                    current_price=accepted.price_open,
-                    signal=accepted,
-                    seq=seq or None,
-                )
+                opened = dataclasses.replace(opening.result, seq=seq or None)
                 await self._callback("on_open", opened)
                 return opened
         price = await self.market.average_price(self.symbol, when)
-        idle = IdleResult(
-            **self._header(when),
-            current_price=price,
-        )
-        await self._callback("on_idle", idle)
-        return idle
+        idle = step.idle_step(self.state, self._key, when, price)
+        await self._callback("on_idle", idle.result)
+        self.state = idle.state
+        return idle.result
 
     async def _tick_with_signal(self, signal: OpenSignal, when: int) -> TickResult | None:
         price = await self.market.average_price(self.symbol, when)
-        if price is None:
+        monitored = step.monitor_step(self.state, self._key, when, price, self.costs)
+        result = monitored.result
+        if result is None:
             log.warning(
                 "%s %s: no 1m candle in the 5 minutes before %d; tick skipped, "
                 "signal %s stays open",
@@ -248,52 +229,36 @@ class SymbolRunner:
                 when,
                 signal.id,
             )
-            return None
-        reason = close_reason(signal, price, when)
-        if reason is None:
-            active = ActiveResult(
-                **self._header(when),
-                current_price=price,
-                signal=signal,
-            )
-            await self._callback("on_active", active)
-            return active
-        return await self._close(signal, when, price, reason)
+        elif isinstance(result, ClosedResult):
+            return await self._close(step.Step(result, monitored.state))
+        else:
+            await self._callback("on_active", result)
+        self.state = monitored.state
+        return result
 
     async def close_at(self, when: int, price: float) -> ClosedResult:
         """Close the open signal at a tick the backtest's scan found; same path as live."""
         await self.restore()
-        if self.signal is None:
-            raise RuntimeError(f"{self.symbol}: no open signal to close")
-        reason = close_reason(self.signal, price, when)
-        if reason is None:
-            raise RuntimeError(f"{self.symbol}: the signal does not close at {when}")
+        try:
+            closing = step.close_step(self.state, self._key, when, price, self.costs)
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from exc
         with tick_context(
             ExecutionContext(self.symbol, when, self.backtest),
             self._method,
             self._context_market,
         ):
-            closed = await self._close(self.signal, when, price, reason)
+            closed = await self._close(closing)
             await self._callback("on_tick", closed)  # as `tick` does for a live close
             return closed
 
-    async def _close(
-        self, signal: OpenSignal, when: int, price: float, reason: CloseReason
-    ) -> ClosedResult:
-        closed = ClosedResult(
-            **self._header(when),
-            current_price=price,
-            signal=signal,
-            close_reason=reason,
-            close_timestamp=when,
-            pnl=compute_pnl(signal.position, signal.price_open, price, self.costs),
-        )
+    async def _close(self, closing: step.Step[ClosedResult]) -> ClosedResult:
+        closed = closing.result
         seq = await self._ledger.record_closed(closed)  # ledger first: see _reconcile
         crash_point("close:ledger-written")
         if seq:
             closed = dataclasses.replace(closed, seq=seq)
-        self.signal = None
-        self.last_tick = when
+        self.state = closing.state
         await self._persist()
         crash_point("close:state-written")
         await self._callback("on_close", closed)
@@ -398,35 +363,8 @@ class SymbolRunner:
                 failures.last_error,
             )
 
-    def _accept(self, raw: object, when: int) -> OpenSignal | None:
-        if raw is None:
-            return None
-        signal = coerce_signal(raw)
-        problems = signal if isinstance(signal, list) else validate_signal(signal, when)
-        if problems or not isinstance(signal, Signal):
-            log.error(
-                "strategy %s returned an invalid signal for %s, rejected: %s",
-                self.strategy.name,
-                self.symbol,
-                "; ".join(problems),
-            )
-            return None
-        return OpenSignal(
-            id=signal.id or signal_id(self.exchange_name, self.strategy.name, self.symbol, when),
-            position=signal.position,
-            price_open=float(signal.price_open),
-            price_take_profit=float(signal.price_take_profit),
-            price_stop_loss=float(signal.price_stop_loss),
-            minute_estimated_time=signal.minute_estimated_time,
-            symbol=self.symbol,
-            strategy_name=self.strategy.name,
-            exchange_name=self.exchange_name,
-            timestamp=when,
-            note=signal.note,
-        )
-
     async def _persist(self) -> None:
-        await self._store.save(PersistedState(self.signal, self.last_signal_call, self.last_tick))
+        await self._store.save(self.state)
 
     async def _callback(self, name: CallbackName, result: TickResult) -> None:
         callback: Callback | None = getattr(self.strategy, name)

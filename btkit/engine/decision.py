@@ -35,6 +35,16 @@ def close_reason(signal: OpenSignal, price: float, when: int) -> CloseReason | N
     return None
 
 
+def next_signal_call_at(last_call: int | None, interval_ms: int) -> int | None:
+    """Throttle: the first tick time at which `get_signal` may be called again.
+
+    None: at once (never called). The live runner asks `signal_call_due`; the
+    backtest jumps straight to this time: both follow this one rule.
+    """
+    return None if last_call is None else last_call + interval_ms
+
+
 def signal_call_due(last_call: int | None, when: int, interval_ms: int) -> bool:
     """Throttle: at least one signal interval since the last `get_signal` call."""
-    return last_call is None or when - last_call >= interval_ms
+    due_at = next_signal_call_at(last_call, interval_ms)
+    return due_at is None or when >= due_at

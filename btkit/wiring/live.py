@@ -1,7 +1,8 @@
-"""The composition root: from settings and names to a running live session.
+"""Wiring for `btkit live` and `Live.run`: from settings and names to a running session.
 
-Only here are concrete adapters chosen (exchange, clock, state files); every
-other module receives its collaborators.
+Here (and in the rest of `btkit.wiring`) the concrete adapters are chosen:
+exchange, clock, state files, ledger, report writer; every other module
+receives its collaborators.
 """
 
 from __future__ import annotations
@@ -14,25 +15,26 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
-from btkit.adapters.clock import SimulatedClock, WallClock
+from btkit.adapters.clock import SimulatedClock
 from btkit.adapters.exchanges.replay import REPLAY, ReplayExchange
 from btkit.adapters.exchanges.retry import StopAwareSleep
 from btkit.adapters.report.builder import LiveReportWriter
 from btkit.adapters.store.atomic import check_writable
-from btkit.adapters.store.ledger import SqliteLedger
 from btkit.adapters.store.signal_state import JsonSignalStore
-from btkit.app.frames import default_start
 from btkit.domain.errors import ConfigError, StorageError
 from btkit.domain.model import MINUTE_MS
 from btkit.domain.timefmt import file_stamp, format_time
 from btkit.drivers.live import LiveOptions, LiveSession
 from btkit.drivers.runner import SymbolRunner
+from btkit.engine.frames import default_start
 from btkit.engine.intervals import floor_to
 from btkit.market.service import ExchangeMarket
 from btkit.ports import Clock, Exchange
 from btkit.settings import Settings
 from btkit.strategies import StrategyDef, resolve_strategy
+from btkit.wiring.clocks import simulated_clock, wall_clock, wall_time_ms
 from btkit.wiring.exchanges import open_exchange
+from btkit.wiring.ledger import open_ledger
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ async def open_live(
         check_writable(folder)  # a read-only or full disk is found before any trading
     ensure_file_descriptors(len(symbols))
     simulated = is_replay or options.start_ms is not None
-    clock: Clock = SimulatedClock(0, speed=options.speed) if simulated else WallClock()
+    clock: Clock = simulated_clock(options.speed) if simulated else wall_clock()
     retry_sleep = StopAwareSleep()
     async with AsyncExitStack() as stack:
         exchange = open_exchange(
@@ -100,10 +102,10 @@ async def open_live(
         stores = [_locked_store(stack, settings, label, strategy.name, s) for s in resolved]
         if options.restart:
             _set_aside(stores)
-        ledger = SqliteLedger(settings.ledger_path)
+        ledger = open_ledger(settings)
         stack.callback(ledger.close)
         if options.restart:  # a new run: reused signal ids never meet the old run's events
-            run_id = ledger.start_run(strategy.name, label, WallClock().now_ms())
+            run_id = ledger.start_run(strategy.name, label, wall_time_ms())
             log.info("--restart: recording into the new ledger run %s", run_id)
         else:
             ledger.resume_run(strategy.name, label)
@@ -194,7 +196,7 @@ def _simulated_frame(
         cursors = [r.last_tick + MINUTE_MS for r in runners if r.last_tick is not None]
         requested = floor_to(options.start_ms or 0, MINUTE_MS)
         start = min(cursors) if cursors else requested
-        now = floor_to(WallClock().now_ms(), MINUTE_MS)  # history only: never the future
+        now = floor_to(wall_time_ms(), MINUTE_MS)  # history only: never the future
         ends = {r.symbol: now for r in runners}
     if options.end_ms is not None:
         ends = {symbol: min(end, options.end_ms) for symbol, end in ends.items()}
@@ -226,7 +228,7 @@ def _locked_store(
         exchange_name=exchange,
         strategy_name=strategy,
         symbol=symbol,
-        now_ms=WallClock().now_ms,
+        now_ms=wall_time_ms,
     )
     store.acquire()
     stack.callback(store.release)
@@ -235,7 +237,7 @@ def _locked_store(
 
 def _set_aside(stores: Sequence[JsonSignalStore]) -> None:
     """--restart: keep the old replay state under another name rather than delete it."""
-    stamp = file_stamp(WallClock().now_ms())
+    stamp = file_stamp(wall_time_ms())
     for store in stores:
         if store.path.exists():
             aside = store.path.with_name(f"{store.path.name}.restart-{stamp}")

@@ -6,50 +6,32 @@ import dataclasses
 import json
 import logging
 import math
-import sqlite3
 from pathlib import Path
 
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from btkit.adapters.clock import WallClock
 from btkit.adapters.report.builder import (
     default_report_path,
     json_report,
     write_report_forms,
 )
 from btkit.adapters.store.atomic import write_private
-from btkit.adapters.store.ledger import LedgerContents, Query, SqliteLedger, unreadable_ledger
+from btkit.adapters.store.ledger import LedgerContents, Query
 from btkit.app.status import open_positions
-from btkit.domain.errors import ConfigError
 from btkit.domain.timefmt import format_time
 from btkit.engine.statistics import without_invalid
 from btkit.settings import Settings
+from btkit.wiring.clocks import wall_time_ms
+from btkit.wiring.ledger import read_strategy_events
 
 log = logging.getLogger(__name__)
 
 
-def _read(path: Path, query: Query) -> LedgerContents:
-    """The query's events; a damaged ledger is a clear error and is left as it is."""
-    if not path.exists():
-        raise ConfigError(
-            f"No ledger at {path} yet: run `btkit live` or `btkit backtest` first "
-            "(or point --data-dir at the folder your daemon uses)."
-        )
-    ledger = SqliteLedger.open_for_reading(path)
-    try:
-        known = ledger.strategies()
-        if query.strategy not in known:
-            raise ConfigError(
-                f"The ledger has no events of strategy {query.strategy!r}. "
-                f"Strategies with events: {', '.join(known) or 'none'}."
-            )
-        contents = ledger.read(query)
-    except sqlite3.Error as exc:
-        raise unreadable_ledger(path, exc) from exc
-    finally:
-        ledger.close()
+def _read(settings: Settings, query: Query) -> LedgerContents:
+    """The query's events, without trades that have no valid PnL (named in a warning)."""
+    contents = read_strategy_events(settings, query)
     trades, invalid = without_invalid(contents.trades)
     if invalid:
         names = ", ".join(t.signal_id for t in invalid[:5]) + (", ..." if len(invalid) > 5 else "")
@@ -65,7 +47,7 @@ def _read(path: Path, query: Query) -> LedgerContents:
 def run_report(
     settings: Settings, query: Query, *, out: Path | None, as_json: bool, console: Console
 ) -> int:
-    contents = _read(settings.ledger_path, query)
+    contents = _read(settings, query)
     if as_json:
         text = json.dumps(json_report(contents, query), indent=2, allow_nan=False)
         if out is not None:
@@ -81,7 +63,7 @@ def run_report(
 
 
 def run_status(settings: Settings, console: Console) -> int:
-    positions, problems = open_positions(settings.signal_dir, WallClock().now_ms)
+    positions, problems = open_positions(settings.signal_dir, wall_time_ms)
     if not positions:
         console.print(f"No open signals in {settings.signal_dir}.", highlight=False)
     else:

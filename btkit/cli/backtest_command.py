@@ -19,16 +19,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from btkit.adapters.clock import WallClock
 from btkit.adapters.report.builder import TERMINAL_EVENTS, write_results_report
 from btkit.adapters.report.markdown import BASIS
 from btkit.adapters.store.atomic import check_writable
-from btkit.adapters.store.ledger import SqliteLedger
 from btkit.app.backtest_jobs import SymbolOutcome, plan, run_all
 from btkit.domain.model import MINUTE_MS, result_to_dict
 from btkit.domain.timefmt import format_time
 from btkit.engine.statistics import Trade, summarize
 from btkit.settings import Settings
+from btkit.wiring.clocks import wall_time_ms
+from btkit.wiring.ledger import open_ledger
 
 
 def frames_text(outcomes: Sequence[SymbolOutcome]) -> str:
@@ -42,12 +42,12 @@ def record_in_ledger(
     settings: Settings, strategy: str, exchange: str, outcomes: Sequence[SymbolOutcome]
 ) -> str:
     """Keep the run in the ledger, apart from live events, for `btkit report --mode backtest`."""
-    ledger = SqliteLedger(settings.ledger_path)
+    ledger = open_ledger(settings)
     try:
         return ledger.record_backtest(
             strategy,
             exchange,
-            WallClock().now_ms(),
+            wall_time_ms(),
             [r for o in outcomes for r in o.opened],
             [c for o in outcomes for c in o.closed],
             {o.job.symbol: [o.job.frame.start, o.job.frame.end] for o in outcomes},

@@ -1,0 +1,52 @@
+"""Which ledger: the SQLite file under the data folder, opened to record or to read."""
+
+from __future__ import annotations
+
+from btkit.adapters.store.ledger import LedgerContents, Query, SqliteLedger
+from btkit.adapters.store.ledger_errors import translated_ledger_errors
+from btkit.domain.errors import ConfigError
+from btkit.settings import Settings
+
+
+def open_ledger(settings: Settings) -> SqliteLedger:
+    """To record into (created if missing). The caller closes it."""
+    return SqliteLedger(settings.ledger_path)
+
+
+def open_ledger_for_reading(settings: Settings) -> SqliteLedger:
+    """An existing ledger for reports; missing, empty or foreign files are clear errors."""
+    path = settings.ledger_path
+    if not path.exists():
+        raise ConfigError(
+            f"No ledger at {path} yet: run `btkit live` or `btkit backtest` first "
+            "(or point --data-dir at the folder your daemon uses)."
+        )
+    return SqliteLedger.open_for_reading(path)
+
+
+def read_strategy_events(settings: Settings, query: Query) -> LedgerContents:
+    """The query's events for `btkit report`; an unknown strategy names the known ones.
+
+    A damaged ledger is a clear error and is left as it is.
+    """
+    ledger = open_ledger_for_reading(settings)
+    try:
+        with translated_ledger_errors(ledger.path):
+            known = ledger.strategies()
+            if query.strategy not in known:
+                raise ConfigError(
+                    f"The ledger has no events of strategy {query.strategy!r}. "
+                    f"Strategies with events: {', '.join(known) or 'none'}."
+                )
+            return ledger.read(query)
+    finally:
+        ledger.close()
+
+
+def read_events(settings: Settings, query: Query) -> LedgerContents:
+    """The query's events for the library API (an absent ledger reads as empty)."""
+    ledger = open_ledger(settings)
+    try:
+        return ledger.read(query)
+    finally:
+        ledger.close()
