@@ -1,7 +1,10 @@
-"""Temporary btkit projects and helpers to run the real CLI in a subprocess."""
+"""Temporary btkit projects, helpers to run the real CLI in a subprocess, and the
+`system` marker: tests that start real processes carry it, so `pytest -m "not system"`
+runs the in-process tests in seconds."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -76,6 +79,96 @@ class Project:
         """A second data folder with the same candles, for a reference run."""
         shutil.copytree(self.root / "data" / "candles", self.root / name / "candles")
         return name
+
+
+# --- The `system` marker --------------------------------------------------------------
+#
+# A test is marked `system` when it, a helper function it calls, or a fixture it uses
+# starts a process (project.run/start, subprocess, run_limited), or when its module is
+# listed below. Every test is watched: one that starts a process without the mark fails
+# with a note saying how to mark it, so `-m "not system"` stays honest.
+
+SYSTEM_MODULES: frozenset[str] = frozenset()
+"""Modules whose every test is a system test although the source check cannot see it."""
+_STARTS_PROCESSES = ("project.run(", "project.start(", "subprocess.", "run_limited(", "Popen(")
+_PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn"})
+_spawned: list[str] = []
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event in _PROCESS_EVENTS:
+        _spawned.append(event)
+
+
+sys.addaudithook(_audit)
+
+
+def _source(function: object) -> str:
+    try:
+        return inspect.getsource(function)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
+
+
+_helpers: dict[str, frozenset[str]] = {}
+
+
+def _spawning_helpers(module: object) -> frozenset[str]:
+    """Names of the module's helper functions (its own or imported from tests/) that
+    start processes, directly or through another such helper."""
+    name = getattr(module, "__name__", "")
+    if name not in _helpers:
+        sources = {
+            helper: _source(value)
+            for helper, value in vars(module).items()
+            if inspect.isfunction(value)
+            and value.__module__.startswith("tests")
+            and not helper.startswith("test_")
+        }
+        found = {h for h, text in sources.items() if any(c in text for c in _STARTS_PROCESSES)}
+        grew = True
+        while grew:
+            more = {h for h, text in sources.items() if any(f"{f}(" in text for f in found)}
+            grew = not more <= found
+            found |= more
+        _helpers[name] = frozenset(found)
+    return _helpers[name]
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    if module is None:
+        return False
+    if module.__name__.rpartition(".")[2] in SYSTEM_MODULES:
+        return True
+    helpers = _spawning_helpers(module)
+    fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    texts = [_source(getattr(item, "function", None))]
+    texts += [_source(definitions[-1].func) for definitions in fixtures.values()]
+    return any(
+        call in text
+        for text in texts
+        for call in (*_STARTS_PROCESSES, *(f"{helper}(" for helper in helpers))
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("system") is None and _starts_processes(item):
+            item.add_marker(pytest.mark.system)
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_system_tests(request: pytest.FixtureRequest):
+    before = len(_spawned)
+    yield
+    if len(_spawned) > before and request.node.get_closest_marker("system") is None:
+        pytest.fail(
+            f"{request.node.nodeid} started a process ({_spawned[before]}) but is not marked "
+            "`system`: add @pytest.mark.system, or list its module in SYSTEM_MODULES "
+            "(tests/conftest.py)",
+            pytrace=False,
+        )
 
 
 class _Daemon(subprocess.Popen[str]):

@@ -20,7 +20,13 @@ from btkit.adapters.report.builder import (
     write_report_forms,
 )
 from btkit.adapters.store.atomic import write_private
-from btkit.adapters.store.ledger import LedgerContents, Query, SqliteLedger, unreadable_ledger
+from btkit.adapters.store.ledger import (
+    ALL_RUNS,
+    LedgerContents,
+    Query,
+    SqliteLedger,
+    unreadable_ledger,
+)
 from btkit.app.status import open_positions
 from btkit.domain.errors import ConfigError
 from btkit.domain.timefmt import format_time
@@ -45,6 +51,14 @@ def _read(path: Path, query: Query) -> LedgerContents:
                 f"The ledger has no events of strategy {query.strategy!r}. "
                 f"Strategies with events: {', '.join(known) or 'none'}."
             )
+        if query.run_id not in (None, ALL_RUNS):
+            runs = ledger.runs(query.strategy, query.mode)
+            if query.run_id not in runs:
+                raise ConfigError(
+                    f"The ledger has no {query.mode} run {query.run_id!r} of "
+                    f"{query.strategy}. Its {query.mode} runs: {', '.join(runs) or 'none'}; "
+                    "or --run all."
+                )
         contents = ledger.read(query)
     except sqlite3.Error as exc:
         raise unreadable_ledger(path, exc) from exc
