@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +259,52 @@ def copy_candles(target: Path, symbol: str, rows: int | None) -> None:
     source = REPO / "data" / "candles" / f"{symbol}-1m.csv"
     lines = source.read_text().splitlines(keepends=True)
     (target / f"{symbol}-1m.csv").write_text("".join(lines if rows is None else lines[: rows + 1]))
+
+
+class InProcess:
+    """`btkit ARGS` run in this process (typer's CliRunner) in the project folder, for
+    tests where a process adds nothing; same result shape as `Project.run`."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        from typer.testing import CliRunner
+
+        from btkit.cli.main import app
+
+        result = CliRunner().invoke(app, list(args), env=env, prog_name="btkit")
+        if not isinstance(result.exception, SystemExit | None):
+            raise result.exception  # a traceback a user would have seen
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def cli(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcess]:
+    """The CLI in process, in the project folder; leaves the working folder, BTKIT_
+    variables, logging, stop-signal handlers and secret redaction as it found them."""
+    import logging
+    import signal as signals
+
+    from btkit.adapters.system.stop_signals import STOP_SIGNALS
+    from btkit.cli import main as cli_main
+
+    monkeypatch.chdir(project.root)
+    for name in [n for n in os.environ if n.startswith("BTKIT_")]:
+        monkeypatch.delenv(name)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stop_handlers = {sig: signals.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        yield InProcess(project)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for sig, handler in stop_handlers.items():
+            signals.signal(sig, handler)
+        cli_main._secrets.clear()
 
 
 @pytest.fixture

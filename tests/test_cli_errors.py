@@ -4,52 +4,21 @@ subprocess tests in test_cli*.py cover what needs one (signals, pipes, start-up)
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-from collections.abc import Callable, Iterator
+from subprocess import CompletedProcess
 
 import pytest
-from typer.testing import CliRunner, Result
 
-from btkit.adapters.system.stop_signals import STOP_SIGNALS
 from btkit.app import download_command
-from btkit.cli import main as cli_main
-from tests.conftest import Project
+from tests.conftest import InProcess, Project
 
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[Run]:
-    """`btkit ARGS` in this process, in the project folder; leaves logging, signal
-    handlers and redaction as it found them."""
-    monkeypatch.chdir(project.root)
-    for name in [n for n in os.environ if n.startswith("BTKIT_")]:
-        monkeypatch.delenv(name)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    stop_handlers = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-
-    def run(*args: str, env: dict[str, str] | None = None) -> Result:
-        return CliRunner().invoke(cli_main.app, list(args), env=env, prog_name="btkit")
-
-    try:
-        yield run
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-        for sig, handler in stop_handlers.items():
-            signal.signal(sig, handler)
-        cli_main._secrets.clear()
+Result = CompletedProcess[str]
 
 
 def error_line(result: Result, code: int = 2) -> str:
     """The one `error:` line of a refused command (and nothing else went wrong)."""
     output = result.stdout + result.stderr
-    assert result.exit_code == code, output
-    assert isinstance(result.exception, SystemExit), result.exception  # no escaped error
-    assert "Traceback" not in output
+    assert result.returncode == code, output
+    assert "Traceback" not in output  # and no exception escaped: InProcess raises it
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, result.stderr
     return lines[0]
@@ -57,17 +26,17 @@ def error_line(result: Result, code: int = 2) -> str:
 
 def usage_error(result: Result, command: str) -> str:
     """Click's usage errors: exit 2, the problem, and how to get help."""
-    assert result.exit_code == 2, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     assert f"Try 'btkit {command}-h' for help." in result.stderr
     return result.stderr.split("Error: ")[1].strip()
 
 
-def test_the_top_level_refuses_unknown_commands_and_options(cli: Run):
-    assert usage_error(cli("nosuch"), "") == "No such command 'nosuch'."
-    assert usage_error(cli("--bogus"), "") == "No such option: --bogus"
-    bare = cli()
-    assert bare.exit_code == 2  # no command: the help, as a usage error
+def test_the_top_level_refuses_unknown_commands_and_options(cli: InProcess):
+    assert usage_error(cli.run("nosuch"), "") == "No such command 'nosuch'."
+    assert usage_error(cli.run("--bogus"), "") == "No such option: --bogus"
+    bare = cli.run()
+    assert bare.returncode == 2  # no command: the help, as a usage error
     assert "live" in bare.stdout + bare.stderr
 
 
@@ -86,19 +55,19 @@ def test_the_top_level_refuses_unknown_commands_and_options(cli: Run):
         (["--strategies-dir", "nowhere"], "Strategies folder nowhere does not exist. Create one"),
     ],
 )
-def test_live_refuses_bad_options(cli: Run, args: list[str], says: str):
-    assert says in error_line(cli("live", "ETHBTC", "-s", "my-strategy", *args))
+def test_live_refuses_bad_options(cli: InProcess, args: list[str], says: str):
+    assert says in error_line(cli.run("live", "ETHBTC", "-s", "my-strategy", *args))
 
 
-def test_live_refuses_bad_symbols_and_names(cli: Run, project: Project):
-    twice = error_line(cli("live", "ETHBTC", "ETHBTC", "-s", "my-strategy"))
+def test_live_refuses_bad_symbols_and_names(cli: InProcess, project: Project):
+    twice = error_line(cli.run("live", "ETHBTC", "ETHBTC", "-s", "my-strategy"))
     assert "A symbol is given twice: ETHBTC ETHBTC" in twice
-    assert "Did you mean my-strategy" in error_line(cli("live", "ETHBTC", "-s", "mystrategy"))
+    assert "Did you mean my-strategy" in error_line(cli.run("live", "ETHBTC", "-s", "mystrategy"))
     assert "'yes' is not a symbol. Options such as --json, --restart and --drain are flags" in (
-        error_line(cli("live", "ETHBTC", "-s", "my-strategy", "--drain", "yes"))
+        error_line(cli.run("live", "ETHBTC", "-s", "my-strategy", "--drain", "yes"))
     )
-    assert "Missing option '--strategy'" in usage_error(cli("live", "ETHBTC"), "live ")
-    assert "Missing argument 'SYMBOL'" in usage_error(cli("live", "-s", "x"), "live ")
+    assert "Missing option '--strategy'" in usage_error(cli.run("live", "ETHBTC"), "live ")
+    assert "Missing argument 'SYMBOL'" in usage_error(cli.run("live", "-s", "x"), "live ")
     assert not project.signal_dir.exists() or not any(project.signal_dir.iterdir())
 
 
@@ -112,65 +81,67 @@ def test_live_refuses_bad_symbols_and_names(cli: Run, project: Project):
         (["--json", "true"], "write `--json`, not `--json true`"),
     ],
 )
-def test_backtest_refuses_bad_options(cli: Run, args: list[str], says: str):
+def test_backtest_refuses_bad_options(cli: InProcess, args: list[str], says: str):
     strategy = [] if "-s" in args else ["-s", "my-strategy"]
-    assert says in error_line(cli("backtest", "ETHBTC", *strategy, *args))
+    assert says in error_line(cli.run("backtest", "ETHBTC", *strategy, *args))
 
 
-def test_backtest_refuses_bad_counts_and_missing_strategies(cli: Run, project: Project):
+def test_backtest_refuses_bad_counts_and_missing_strategies(cli: InProcess, project: Project):
     workers = usage_error(
-        cli("backtest", "ETHBTC", "-s", "my-strategy", "--workers", "0"), "backtest "
+        cli.run("backtest", "ETHBTC", "-s", "my-strategy", "--workers", "0"), "backtest "
     )
     assert "Invalid value for '--workers'" in workers
     (project.root / "strategies" / "my_strategy.py").unlink()
     assert "Strategy 'my-strategy' not found" in error_line(
-        cli("backtest", "ETHBTC", "-s", "my-strategy")
+        cli.run("backtest", "ETHBTC", "-s", "my-strategy")
     )
     assert not list((project.root / "logs").rglob("*.md"))
 
 
 @pytest.fixture
-def ledger(cli: Run, project: Project) -> Project:
+def ledger(cli: InProcess, project: Project) -> Project:
     """A project whose ledger has one live run of my-strategy, and its live report."""
     from tests.conftest import copy_candles
 
     copy_candles(project.root / "data" / "candles", "ETHBTC", rows=300)
-    done = cli("live", "ETHBTC", "-s", "my-strategy")
-    assert done.exit_code == 0, done.stderr
+    done = cli.run("live", "ETHBTC", "-s", "my-strategy")
+    assert done.returncode == 0, done.stderr
     assert (project.root / "logs" / "live" / "my-strategy.md").exists()
     return project
 
 
-def test_report_refuses_bad_options_and_keeps_the_last_report(cli: Run, ledger: Project):
+def test_report_refuses_bad_options_and_keeps_the_last_report(cli: InProcess, ledger: Project):
     report = ledger.root / "logs" / "live" / "my-strategy.md"
     before = report.read_bytes()
     assert "--mode must be live or backtest, not 'paper'" in error_line(
-        cli("report", "my-strategy", "--mode", "paper")
+        cli.run("report", "my-strategy", "--mode", "paper")
     )
-    assert "'soon' is not a date" in error_line(cli("report", "my-strategy", "--since", "soon"))
-    reversed_range = cli("report", "my-strategy", "--since", "2018-01-22", "--until", "2018-01-21")
+    assert "'soon' is not a date" in error_line(cli.run("report", "my-strategy", "--since", "soon"))
+    reversed_range = cli.run(
+        "report", "my-strategy", "--since", "2018-01-22", "--until", "2018-01-21"
+    )
     assert "--since 2018-01-22 is after --until 2018-01-21" in error_line(reversed_range)
-    unknown_run = error_line(cli("report", "my-strategy", "--run", "live-nope"))
+    unknown_run = error_line(cli.run("report", "my-strategy", "--run", "live-nope"))
     assert "no live run 'live-nope' of my-strategy. Its live runs: live; or --run all" in (
         unknown_run
     )
     assert "Its backtest runs: none" in error_line(
-        cli("report", "my-strategy", "--mode", "backtest", "--run", "backtest-nope")
+        cli.run("report", "my-strategy", "--mode", "backtest", "--run", "backtest-nope")
     )
-    assert "Missing argument 'strategy'" in usage_error(cli("report"), "report ")
+    assert "Missing argument 'strategy'" in usage_error(cli.run("report"), "report ")
     assert report.read_bytes() == before  # no refused report replaced the last good one
     for run in ("live", "all"):
-        assert cli("report", "my-strategy", "--run", run, "--format", "json").exit_code == 0
+        assert cli.run("report", "my-strategy", "--run", run, "--format", "json").returncode == 0
 
 
-def test_status_and_list_refuse_bad_settings_and_options(cli: Run):
-    bad = error_line(cli("status", env={"BTKIT_FEE_PERCENT": "a lot"}))
+def test_status_and_list_refuse_bad_settings_and_options(cli: InProcess):
+    bad = error_line(cli.run("status", env={"BTKIT_FEE_PERCENT": "a lot"}))
     assert "invalid settings (fee_percent:" in bad
     assert "Check BTKIT_* variables and .env" in bad
-    unknown = error_line(cli("list", env={"BTKIT_STRATEGY_DIR": "x"}))
+    unknown = error_line(cli.run("list", env={"BTKIT_STRATEGY_DIR": "x"}))
     assert "Unknown setting BTKIT_STRATEGY_DIR (did you mean BTKIT_STRATEGIES_DIR?)" in unknown
-    assert usage_error(cli("status", "--bogus"), "status ") == "No such option: --bogus"
-    assert "Got unexpected extra argument(s) (x)" in usage_error(cli("list", "x"), "list ")
+    assert usage_error(cli.run("status", "--bogus"), "status ") == "No such option: --bogus"
+    assert "Got unexpected extra argument(s) (x)" in usage_error(cli.run("list", "x"), "list ")
 
 
 @pytest.fixture
@@ -194,47 +165,47 @@ def no_download(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 @pytest.mark.usefixtures("no_download")
 def test_download_refuses_bad_options_before_asking_the_exchange(
-    cli: Run, args: list[str], says: str
+    cli: InProcess, args: list[str], says: str
 ):
-    assert says in error_line(cli("download", "ETHBTC", "-e", "binance", *args))
+    assert says in error_line(cli.run("download", "ETHBTC", "-e", "binance", *args))
 
 
-def test_download_refuses_unknown_exchanges_and_bad_counts(cli: Run):
-    unknown = error_line(cli("download", "ETHBTC", "-e", "binanse", "--days", "1"))
+def test_download_refuses_unknown_exchanges_and_bad_counts(cli: InProcess):
+    unknown = error_line(cli.run("download", "ETHBTC", "-e", "binanse", "--days", "1"))
     assert "Unknown exchange 'binanse'. Did you mean binance" in unknown
-    days = usage_error(cli("download", "ETHBTC", "-e", "binance", "--days", "0"), "download ")
+    days = usage_error(cli.run("download", "ETHBTC", "-e", "binance", "--days", "0"), "download ")
     assert "Invalid value for '--days'" in days
-    missing = usage_error(cli("download", "ETHBTC"), "download ")
+    missing = usage_error(cli.run("download", "ETHBTC"), "download ")
     assert "Missing option '--exchange'" in missing
 
 
-def test_service_refuses_incomplete_or_conflicting_options(cli: Run, project: Project):
-    assert "--strategy is required" in error_line(cli("service", "ETHBTC"))
-    assert "give the symbols, or --template" in error_line(cli("service", "-s", "my-strategy"))
+def test_service_refuses_incomplete_or_conflicting_options(cli: InProcess, project: Project):
+    assert "--strategy is required" in error_line(cli.run("service", "ETHBTC"))
+    assert "give the symbols, or --template" in error_line(cli.run("service", "-s", "my-strategy"))
     assert "--template takes no symbols" in error_line(
-        cli("service", "ETHBTC", "-s", "my-strategy", "--template")
+        cli.run("service", "ETHBTC", "-s", "my-strategy", "--template")
     )
     assert "No unit was written" in error_line(
-        cli("service", "ETHBTC", "-s", "my-strategy", "--strategies-dir", "nowhere")
+        cli.run("service", "ETHBTC", "-s", "my-strategy", "--strategies-dir", "nowhere")
     )
     assert not list(project.root.glob("*.service"))
 
 
-def test_new_strategy_refuses_bad_names_and_unusable_folders(cli: Run, project: Project):
+def test_new_strategy_refuses_bad_names_and_unusable_folders(cli: InProcess, project: Project):
     assert "use lower-case letters, digits, '-' and '_'" in error_line(
-        cli("new-strategy", "My Strategy")
+        cli.run("new-strategy", "My Strategy")
     )
     in_the_way = project.root / "strategies" / "my_strategy.py"
     blocked = error_line(
-        cli("new-strategy", "mine", "--strategies-dir", str(in_the_way / "sub")), code=1
+        cli.run("new-strategy", "mine", "--strategies-dir", str(in_the_way / "sub")), code=1
     )
     assert f"Cannot create folder {in_the_way / 'sub'}: Not a directory" in blocked
-    assert "already exists; pick another name" in error_line(cli("new-strategy", "my_strategy"))
+    assert "already exists; pick another name" in error_line(cli.run("new-strategy", "my_strategy"))
 
 
-def test_init_refuses_a_file_for_a_folder(cli: Run, project: Project):
+def test_init_refuses_a_file_for_a_folder(cli: InProcess, project: Project):
     in_the_way = project.root / "strategies" / "my_strategy.py"
     before = in_the_way.read_bytes()
-    said = error_line(cli("init", str(in_the_way)))
+    said = error_line(cli.run("init", str(in_the_way)))
     assert f"{in_the_way} is a file: give `btkit init` a folder" in said
     assert in_the_way.read_bytes() == before
