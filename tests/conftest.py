@@ -261,6 +261,33 @@ def copy_candles(target: Path, symbol: str, rows: int | None) -> None:
     (target / f"{symbol}-1m.csv").write_text("".join(lines if rows is None else lines[: rows + 1]))
 
 
+def _new_project(root: Path) -> Project:
+    (root / "strategies").mkdir(parents=True)
+    shutil.copy(REPO / "strategies" / "my_strategy.py", root / "strategies")
+    candles = root / "data" / "candles"
+    candles.mkdir(parents=True)
+    for symbol in ("ETHBTC", "LTCBTC"):
+        copy_candles(candles, symbol, rows=1440)
+    return Project(root)
+
+
+@pytest.fixture(scope="session")
+def _replayed_once(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    project = _new_project(tmp_path_factory.mktemp("replayed") / "p")
+    done = project.run("live", "ETHBTC", "LTCBTC", "-s", "my-strategy")
+    assert done.returncode == 0, done.stderr
+    return project
+
+
+@pytest.fixture
+def replayed(_replayed_once: Project, tmp_path: Path) -> Project:
+    """A project after `btkit live ETHBTC LTCBTC -s my-strategy` over its day of candles
+    (ledger, state files, live report): one real run per session, a copy per test."""
+    root = tmp_path / "replayed"
+    shutil.copytree(_replayed_once.root, root)
+    return Project(root)
+
+
 class InProcess:
     """`btkit ARGS` run in this process (typer's CliRunner) in the project folder, for
     tests where a process adds nothing; same result shape as `Project.run`."""
@@ -310,10 +337,4 @@ def cli(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcess
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """A project folder with the shipped strategy and one day of ETHBTC and LTCBTC."""
-    (tmp_path / "strategies").mkdir()
-    shutil.copy(REPO / "strategies" / "my_strategy.py", tmp_path / "strategies")
-    candles = tmp_path / "data" / "candles"
-    candles.mkdir(parents=True)
-    for symbol in ("ETHBTC", "LTCBTC"):
-        copy_candles(candles, symbol, rows=1440)
-    return Project(tmp_path)
+    return _new_project(tmp_path)
