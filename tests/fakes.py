@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -43,6 +44,8 @@ class ListExchange:
         self.candles = sorted(candles, key=lambda c: c.timestamp)
         self.fail = fail
         self.fetches = 0
+        self._series: dict[str, tuple[list[int], list[Candle]]] = {}
+        """Interval -> (open times, candles), aggregated once: fetches stay cheap."""
 
     async def check_symbols(self, symbols: Sequence[str]) -> list[str]:
         return list(symbols)
@@ -54,13 +57,17 @@ class ListExchange:
         error = self.fail()
         if error is not None:
             raise error
-        step = interval_ms(interval)
-        rows = self.candles
-        if step != MINUTE_MS:
-            fields = ("timestamp", "open", "high", "low", "close", "volume")
-            arrays = CandleArrays(*[np.array([getattr(c, f) for c in rows]) for f in fields])
-            rows = aggregate(arrays, step).to_candles()
-        return [c for c in rows if c.timestamp >= since_ms][:limit]
+        if interval not in self._series:
+            step = interval_ms(interval)
+            rows = self.candles
+            if step != MINUTE_MS:
+                fields = ("timestamp", "open", "high", "low", "close", "volume")
+                arrays = CandleArrays(*[np.array([getattr(c, f) for c in rows]) for f in fields])
+                rows = aggregate(arrays, step).to_candles()
+            self._series[interval] = ([c.timestamp for c in rows], rows)
+        times, rows = self._series[interval]
+        first = bisect.bisect_left(times, since_ms)
+        return rows[first : first + limit]
 
     async def close(self) -> None:
         pass
