@@ -1,7 +1,10 @@
-"""Temporary btkit projects and helpers to run the real CLI in a subprocess."""
+"""Temporary btkit projects, helpers to run the real CLI in a subprocess, and the
+`system` marker: tests that start real processes carry it, so `pytest -m "not system"`
+runs the in-process tests in seconds."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -10,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +79,96 @@ class Project:
         """A second data folder with the same candles, for a reference run."""
         shutil.copytree(self.root / "data" / "candles", self.root / name / "candles")
         return name
+
+
+# --- The `system` marker --------------------------------------------------------------
+#
+# A test is marked `system` when it, a helper function it calls, or a fixture it uses
+# starts a process (project.run/start, subprocess, run_limited), or when its module is
+# listed below. Every test is watched: one that starts a process without the mark fails
+# with a note saying how to mark it, so `-m "not system"` stays honest.
+
+SYSTEM_MODULES: frozenset[str] = frozenset()
+"""Modules whose every test is a system test although the source check cannot see it."""
+_STARTS_PROCESSES = ("project.run(", "project.start(", "subprocess.", "run_limited(", "Popen(")
+_PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn"})
+_spawned: list[str] = []
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    if event in _PROCESS_EVENTS:
+        _spawned.append(event)
+
+
+sys.addaudithook(_audit)
+
+
+def _source(function: object) -> str:
+    try:
+        return inspect.getsource(function)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
+
+
+_helpers: dict[str, frozenset[str]] = {}
+
+
+def _spawning_helpers(module: object) -> frozenset[str]:
+    """Names of the module's helper functions (its own or imported from tests/) that
+    start processes, directly or through another such helper."""
+    name = getattr(module, "__name__", "")
+    if name not in _helpers:
+        sources = {
+            helper: _source(value)
+            for helper, value in vars(module).items()
+            if inspect.isfunction(value)
+            and value.__module__.startswith("tests")
+            and not helper.startswith("test_")
+        }
+        found = {h for h, text in sources.items() if any(c in text for c in _STARTS_PROCESSES)}
+        grew = True
+        while grew:
+            more = {h for h, text in sources.items() if any(f"{f}(" in text for f in found)}
+            grew = not more <= found
+            found |= more
+        _helpers[name] = frozenset(found)
+    return _helpers[name]
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    module = getattr(item, "module", None)
+    if module is None:
+        return False
+    if module.__name__.rpartition(".")[2] in SYSTEM_MODULES:
+        return True
+    helpers = _spawning_helpers(module)
+    fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    texts = [_source(getattr(item, "function", None))]
+    texts += [_source(definitions[-1].func) for definitions in fixtures.values()]
+    return any(
+        call in text
+        for text in texts
+        for call in (*_STARTS_PROCESSES, *(f"{helper}(" for helper in helpers))
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("system") is None and _starts_processes(item):
+            item.add_marker(pytest.mark.system)
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_system_tests(request: pytest.FixtureRequest):
+    before = len(_spawned)
+    yield
+    if len(_spawned) > before and request.node.get_closest_marker("system") is None:
+        pytest.fail(
+            f"{request.node.nodeid} started a process ({_spawned[before]}) but is not marked "
+            "`system`: add @pytest.mark.system, or list its module in SYSTEM_MODULES "
+            "(tests/conftest.py)",
+            pytrace=False,
+        )
 
 
 class _Daemon(subprocess.Popen[str]):
@@ -168,13 +261,80 @@ def copy_candles(target: Path, symbol: str, rows: int | None) -> None:
     (target / f"{symbol}-1m.csv").write_text("".join(lines if rows is None else lines[: rows + 1]))
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    """A project folder with the shipped strategy and one day of ETHBTC and LTCBTC."""
-    (tmp_path / "strategies").mkdir()
-    shutil.copy(REPO / "strategies" / "my_strategy.py", tmp_path / "strategies")
-    candles = tmp_path / "data" / "candles"
+def _new_project(root: Path) -> Project:
+    (root / "strategies").mkdir(parents=True)
+    shutil.copy(REPO / "strategies" / "my_strategy.py", root / "strategies")
+    candles = root / "data" / "candles"
     candles.mkdir(parents=True)
     for symbol in ("ETHBTC", "LTCBTC"):
         copy_candles(candles, symbol, rows=1440)
-    return Project(tmp_path)
+    return Project(root)
+
+
+@pytest.fixture(scope="session")
+def _replayed_once(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    project = _new_project(tmp_path_factory.mktemp("replayed") / "p")
+    done = project.run("live", "ETHBTC", "LTCBTC", "-s", "my-strategy")
+    assert done.returncode == 0, done.stderr
+    return project
+
+
+@pytest.fixture
+def replayed(_replayed_once: Project, tmp_path: Path) -> Project:
+    """A project after `btkit live ETHBTC LTCBTC -s my-strategy` over its day of candles
+    (ledger, state files, live report): one real run per session, a copy per test."""
+    root = tmp_path / "replayed"
+    shutil.copytree(_replayed_once.root, root)
+    return Project(root)
+
+
+class InProcess:
+    """`btkit ARGS` run in this process (typer's CliRunner) in the project folder, for
+    tests where a process adds nothing; same result shape as `Project.run`."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        from typer.testing import CliRunner
+
+        from btkit.cli.main import app
+
+        result = CliRunner().invoke(app, list(args), env=env, prog_name="btkit")
+        if not isinstance(result.exception, SystemExit | None):
+            raise result.exception  # a traceback a user would have seen
+        return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+
+
+@pytest.fixture
+def cli(project: Project, monkeypatch: pytest.MonkeyPatch) -> Iterator[InProcess]:
+    """The CLI in process, in the project folder; leaves the working folder, BTKIT_
+    variables, logging, stop-signal handlers and secret redaction as it found them."""
+    import logging
+    import signal as signals
+
+    from btkit.adapters.system.stop_signals import STOP_SIGNALS
+    from btkit.cli import main as cli_main
+
+    monkeypatch.chdir(project.root)
+    for name in [n for n in os.environ if n.startswith("BTKIT_")]:
+        monkeypatch.delenv(name)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stop_handlers = {sig: signals.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        yield InProcess(project)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for sig, handler in stop_handlers.items():
+            signals.signal(sig, handler)
+        cli_main._secrets.clear()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    """A project folder with the shipped strategy and one day of ETHBTC and LTCBTC."""
+    return _new_project(tmp_path)

@@ -10,7 +10,7 @@ from btkit import ClosedResult, Live, OpenedResult, listen_signal_live
 from btkit.domain.errors import ConfigError
 from btkit.settings import Settings
 from btkit.wiring.live import RunOptions
-from tests.conftest import ALWAYS_LONG
+from tests.conftest import ALWAYS_LONG, copy_candles
 
 
 def settings_for(project):
@@ -20,7 +20,14 @@ def settings_for(project):
     )
 
 
+def four_hours(project):
+    """Enough candles for opens and closes; a whole day only costs time."""
+    for symbol in ("ETHBTC", "LTCBTC"):
+        copy_candles(project.root / "data" / "candles", symbol, rows=240)
+
+
 def test_run_yields_opened_and_closed_and_listeners_hear_them(project):
+    four_hours(project)
     heard = []
     unsubscribe = listen_signal_live(heard.append)
 
@@ -86,6 +93,7 @@ def test_background_cancel_lets_the_open_signal_close(project):
 
 
 def test_symbols_side_by_side_keep_independent_state(project):
+    four_hours(project)
     settings = settings_for(project)
 
     async def one(symbol):

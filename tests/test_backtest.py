@@ -254,16 +254,16 @@ def test_cli_backtest_writes_report_and_json_lines(project):
     assert "## Per symbol" in report.read_text()
 
 
-def test_cli_backtest_errors(project):
-    after = project.run(
+def test_cli_backtest_errors(cli, project):
+    after = cli.run(
         "backtest", "ETHBTC", "-s", "my-strategy", "--start", "2018-01-21", "--end", "2018-01-20"
     )
     assert after.returncode == 2
     assert "is after --end" in after.stderr
-    empty = project.run("backtest", "ETHBTC", "-s", "my-strategy", "--start", "2020-01-01")
+    empty = cli.run("backtest", "ETHBTC", "-s", "my-strategy", "--start", "2020-01-01")
     assert empty.returncode == 2
     assert "No candles for ETHBTC" in empty.stderr
-    missing = project.run("backtest", "BTCUSDT", "-s", "my-strategy")
+    missing = cli.run("backtest", "BTCUSDT", "-s", "my-strategy")
     assert missing.returncode == 2
     assert "No candle file" in missing.stderr
 

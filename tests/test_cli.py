@@ -65,14 +65,14 @@ def test_second_run_resumes_from_the_cursor(project):
     assert list(project.signal_dir.glob("*.restart-*"))  # old state kept, not deleted
 
 
-def test_unknown_strategy_exchange_and_symbol_are_clear_errors(project):
-    unknown = project.run("live", "ETHBTC", "-s", "my-strategi")
+def test_unknown_strategy_exchange_and_symbol_are_clear_errors(cli, project):
+    unknown = cli.run("live", "ETHBTC", "-s", "my-strategi")
     assert unknown.returncode == 2
     assert "Did you mean my-strategy" in unknown.stderr
-    exchange = project.run("live", "ETHBTC", "-s", "my-strategy", "-e", "binanse")
+    exchange = cli.run("live", "ETHBTC", "-s", "my-strategy", "-e", "binanse")
     assert exchange.returncode == 2
     assert "Unknown exchange 'binanse'" in exchange.stderr
-    symbol = project.run("live", "BTCUSDT", "-s", "my-strategy")
+    symbol = cli.run("live", "BTCUSDT", "-s", "my-strategy")
     assert symbol.returncode == 2
     assert "Available: ETHBTC, LTCBTC" in symbol.stderr
 
@@ -213,8 +213,8 @@ def test_new_strategy_writes_a_template_that_runs(project):
     assert any(e["action"] == "opened" for e in json_events(done.stdout))
 
 
-def test_help_lists_every_command(project):
-    done = project.run("--help")
+def test_help_lists_every_command(cli, project):
+    done = cli.run("--help")
     assert done.returncode == 0
     assert "live" in done.stdout
     assert "new-strategy" in done.stdout

@@ -17,12 +17,12 @@ def no_traceback(done: subprocess.CompletedProcess[str]) -> None:
     assert "Error:" not in done.stderr.replace("error:", "")
 
 
-def test_bad_log_level_is_a_clear_error(project):
-    done = project.run("live", "ETHBTC", "-s", "my-strategy", "--log-level", "LOUD")
+def test_bad_log_level_is_a_clear_error(cli, project):
+    done = cli.run("live", "ETHBTC", "-s", "my-strategy", "--log-level", "LOUD")
     assert done.returncode == 2
     assert "--log-level must be one of DEBUG, INFO, WARNING, ERROR, not 'LOUD'" in done.stderr
     no_traceback(done)
-    env = project.run("backtest", "ETHBTC", "-s", "my-strategy", env={"BTKIT_LOG_LEVEL": "loud"})
+    env = cli.run("backtest", "ETHBTC", "-s", "my-strategy", env={"BTKIT_LOG_LEVEL": "loud"})
     assert env.returncode == 2
     assert "log_level" in env.stderr
     no_traceback(env)
@@ -97,68 +97,64 @@ def test_a_closed_stdout_pipe_ends_quietly(project):
         assert "never retrieved" not in err, args
 
 
-def test_unknown_btkit_variables_are_an_error_with_a_close_match(project):
-    done = project.run("live", "ETHBTC", "-s", "my-strategy", env={"BTKIT_FEE_PERCNT": "0.2"})
+def test_unknown_btkit_variables_are_an_error_with_a_close_match(cli, project):
+    done = cli.run("live", "ETHBTC", "-s", "my-strategy", env={"BTKIT_FEE_PERCNT": "0.2"})
     assert done.returncode == 2
     assert "Unknown setting BTKIT_FEE_PERCNT (did you mean BTKIT_FEE_PERCENT?)" in done.stderr
     (project.root / ".env").write_text("BTKIT_DATA_DRI=elsewhere\n")
-    dotenv = project.run("status")
+    dotenv = cli.run("status")
     assert dotenv.returncode == 2
     assert "BTKIT_DATA_DRI (in .env, did you mean BTKIT_DATA_DIR?)" in dotenv.stderr
     (project.root / ".env").write_text(
         "BTKIT_FEE_PERCENT=0.2\nBTKIT_CREDENTIALS__BINANCE__API_KEY=k\n"
         "BTKIT_CREDENTIALS__BINANCE__SECRET=s\nOTHER_TOOL=1\n"
     )
-    assert project.run("status").returncode == 0
+    assert cli.run("status").returncode == 0
 
 
-def test_boolean_flags_take_no_value(project):
-    done = project.run("live", "ETHBTC", "-s", "my-strategy", "--json", "true")
+def test_boolean_flags_take_no_value(cli, project):
+    done = cli.run("live", "ETHBTC", "-s", "my-strategy", "--json", "true")
     assert done.returncode == 2
     assert "write `--json`, not `--json true`" in done.stderr
-    help_text = project.run("live", "-h").stdout
+    help_text = cli.run("live", "-h").stdout
     assert "--json " in help_text
     assert "<bool>" not in help_text
 
 
-def test_help_short_option_version_examples_and_dates(project):
+def test_help_short_option_version_examples_and_dates(cli, project):
     for command in ("live", "backtest", "download", "service", "report", "status", "list"):
-        done = project.run(command, "-h")
+        done = cli.run(command, "-h")
         assert done.returncode == 0, command
         assert "Examples:" in done.stdout, command
         assert f"btkit {command}" in done.stdout, command
         assert "Dates are UTC: 2018-01-21, 2018-01-21T10:00" in done.stdout, command
-    version = project.run("--version")
+    version = cli.run("--version")
     assert version.returncode == 0
     assert version.stdout.startswith("btkit 0.")
-    top = project.run("-h").stdout
+    top = cli.run("-h").stdout
     assert "--install-completion" in top
     assert "places no orders" in top
 
 
-def test_defaults_are_the_same_across_commands(project):
+def test_defaults_are_the_same_across_commands(cli, project):
     for command in ("live", "backtest", "service"):
-        assert "[default: replay]" in project.run(command, "-h").stdout, command
+        assert "[default: replay]" in cli.run(command, "-h").stdout, command
 
 
-def test_service_checks_its_arguments_like_live(project):
-    unknown = project.run(
-        "service", "ETHBTC", "-s", "nope", "-e", "binance", "--write", "x.service"
-    )
+def test_service_checks_its_arguments_like_live(cli, project):
+    unknown = cli.run("service", "ETHBTC", "-s", "nope", "-e", "binance", "--write", "x.service")
     assert unknown.returncode == 2
     assert "Strategy 'nope' not found" in unknown.stderr
     assert "No unit was written" in unknown.stderr
     assert not (project.root / "x.service").exists()
     assert unknown.stdout == ""
-    exchange = project.run("service", "ETHBTC", "-s", "my-strategy", "-e", "binanse")
+    exchange = cli.run("service", "ETHBTC", "-s", "my-strategy", "-e", "binanse")
     assert exchange.returncode == 2
     assert "Unknown exchange 'binanse'" in exchange.stderr
-    replay = project.run("service", "BTCUSDT", "-s", "my-strategy")
+    replay = cli.run("service", "BTCUSDT", "-s", "my-strategy")
     assert replay.returncode == 2
     assert "btkit download BTCUSDT" in replay.stderr
-    bad_path = project.run(
-        "service", "ETHBTC", "-s", "my-strategy", "--write", "no/such/dir/x.service"
-    )
+    bad_path = cli.run("service", "ETHBTC", "-s", "my-strategy", "--write", "no/such/dir/x.service")
     assert bad_path.returncode == 2
     assert "cannot write the unit to no/such/dir/x.service" in bad_path.stderr
     no_traceback(bad_path)
@@ -221,13 +217,13 @@ def test_list_shows_strategies_broken_files_and_candle_files(project):
     assert "2018-01-20 04:53 UTC" in done.stdout
 
 
-def test_new_strategy_and_missing_candles_hint_at_download(project):
-    made = project.run("new-strategy", "my-breakout")
+def test_new_strategy_and_missing_candles_hint_at_download(cli, project):
+    made = cli.run("new-strategy", "my-breakout")
     assert "btkit download" in made.stdout
-    missing = project.run("backtest", "BTCUSDT", "-s", "my-strategy")
+    missing = cli.run("backtest", "BTCUSDT", "-s", "my-strategy")
     assert missing.returncode == 2
     assert "btkit download BTCUSDT --exchange binance" in missing.stderr
-    live = project.run("live", "BTCUSDT", "-s", "my-strategy")
+    live = cli.run("live", "BTCUSDT", "-s", "my-strategy")
     assert live.returncode == 2
     assert "btkit download BTCUSDT --exchange binance" in live.stderr
 

@@ -261,7 +261,9 @@ def test_waiting_for_market_data_does_not_count_against_the_strategy_timeout(cap
         await get_candles(symbol, "1m", 3)  # waits on the slow exchange, not on itself
         return await long_signal(symbol)
 
-    session = make_session(SlowExchange(candles), reads_candles, strategy_timeout=0.5)
+    session = make_session(
+        SlowExchange(candles), reads_candles, strategy_timeout=0.5, end=minute(12)
+    )
     results = asyncio.run(collect(session))
     assert [r.action for r in results][:1] == ["opened"]
     assert session.runners[0].failures.failed == 0

@@ -9,8 +9,8 @@ import sqlite3
 from btkit.adapters.clock import WallClock
 
 
-def test_report_writes_markdown_and_picture_from_the_ledger(project):
-    assert project.run("live", "ETHBTC", "LTCBTC", "-s", "my-strategy").returncode == 0
+def test_report_writes_markdown_and_picture_from_the_ledger(replayed):
+    project = replayed
     done = project.run("report", "my-strategy")
     assert done.returncode == 0, done.stderr
     markdown = project.root / "logs" / "live" / "my-strategy.md"
@@ -40,8 +40,8 @@ def test_report_writes_markdown_and_picture_from_the_ledger(project):
     assert "Closed signals" in done.stdout  # printed too
 
 
-def test_report_json_filters_and_out(project):
-    assert project.run("live", "ETHBTC", "LTCBTC", "-s", "my-strategy").returncode == 0
+def test_report_json_filters_and_out(replayed):
+    project = replayed
     everything = json.loads(project.run("report", "my-strategy", "--format", "json").stdout)
     only_eth = project.run(
         "report", "my-strategy", "--format", "json", "--symbol", "ETHBTC", "--out", "eth.json"

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from btkit.adapters.store.atomic import ensure_private_dir
-from btkit.domain.errors import StorageError
+from btkit.domain.errors import ConfigError, StorageError
 from btkit.domain.timefmt import format_time
 from btkit.settings import ExchangeCredentials, Settings
 from btkit.strategies import scan_strategies
@@ -114,6 +114,8 @@ def run_init(folder: Path, console: Console) -> int:
     strategy = files("btkit").joinpath("templates/my_strategy.py.tmpl").read_text()
     created: list[str] = []
     kept: list[str] = []
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} is a file: give `btkit init` a folder (created if missing).")
     for sub in ("strategies", "data/candles", "logs"):
         path = folder / sub
         (kept if path.is_dir() else created).append(f"{path}/")

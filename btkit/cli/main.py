@@ -145,14 +145,19 @@ def _exit_with(command: Callable[[], int], *, interrupted: str) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _times(start: str | None, end: str | None) -> tuple[int | None, int | None]:
-    """--start / --end as ms UTC; a bad date exits 2 with the expected format."""
+def _times(
+    start: str | None, end: str | None, names: tuple[str, str] = ("--start", "--end")
+) -> tuple[int | None, int | None]:
+    """--start / --end as ms UTC; a bad date, or a start after the end, exits 2."""
     from btkit.domain.timefmt import parse_utc
 
     try:
-        return (parse_utc(start) if start else None, parse_utc(end) if end else None)
+        first, last = (parse_utc(start) if start else None, parse_utc(end) if end else None)
     except ValueError as exc:
-        _fail(f"{exc} (in --start/--end or --since/--until)", 2)
+        _fail(f"{exc} (in {names[0]}/{names[1]})", 2)
+    if first is not None and last is not None and first > last:
+        _fail(f"{names[0]} {start} is after {names[1]} {end}; swap them?", 2)
+    return first, last
 
 
 def _parse_speed(text: str) -> float | None:
@@ -524,7 +529,7 @@ def report(
         _fail(f"--format must be md or json, not {report_format!r}", 2)
     settings = _settings(data_dir=data_dir, logs_dir=logs_dir)
     _logging(settings, None, "WARNING")
-    since_ms, until_ms = _times(since, until)
+    since_ms, until_ms = _times(since, until, ("--since", "--until"))
     query = Query(
         strategy=strategy,
         mode="live" if mode == "live" else "backtest",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from btkit.adapters.store.ledger import LedgerContents, Query, SqliteLedger
+from btkit.adapters.store.ledger import ALL_RUNS, LedgerContents, Query, SqliteLedger
 from btkit.adapters.store.ledger_errors import translated_ledger_errors
 from btkit.domain.errors import ConfigError
 from btkit.settings import Settings
@@ -38,6 +38,14 @@ def read_strategy_events(settings: Settings, query: Query) -> LedgerContents:
                     f"The ledger has no events of strategy {query.strategy!r}. "
                     f"Strategies with events: {', '.join(known) or 'none'}."
                 )
+            if query.run_id not in (None, ALL_RUNS):
+                runs = ledger.runs(query.strategy, query.mode)
+                if query.run_id not in runs:
+                    raise ConfigError(
+                        f"The ledger has no {query.mode} run {query.run_id!r} of "
+                        f"{query.strategy}. Its {query.mode} runs: {', '.join(runs) or 'none'}; "
+                        "or --run all."
+                    )
             return ledger.read(query)
     finally:
         ledger.close()

@@ -478,6 +478,15 @@ class SqliteLedger:
     def strategies(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT DISTINCT strategy FROM events ORDER BY 1")]
 
+    def runs(self, strategy: str, mode: Mode) -> list[str]:
+        """The strategy's run ids in `mode`: registered ones and those with events."""
+        rows = self._db.execute(
+            "SELECT run_id FROM runs WHERE strategy = ? AND mode = ? "
+            "UNION SELECT run_id FROM events WHERE strategy = ? AND mode = ? ORDER BY 1",
+            (strategy, mode, strategy, mode),
+        )
+        return [str(r[0]) for r in rows]
+
     def read(self, query: Query) -> LedgerContents:
         run_id = query.run_id
         if query.mode == "backtest" and run_id is None:
