@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from btkit.domain.model import MINUTE_MS, Candle
+from btkit.domain.candles import EMPTY, Candles
+from btkit.domain.model import MINUTE_MS
 from btkit.engine.intervals import floor_to, interval_ms
 from btkit.engine.pricing import VWAP_MINUTES
 from btkit.market.arrays import CandleArrays, Floats, Ints, aggregate
@@ -55,7 +56,7 @@ class ArrayMarket:
         if len(candles) == 0:
             raise ValueError(f"no candles for {symbol}")
         self.symbol = symbol
-        self.history = candles
+        self.history = candles.read_only()  # windows handed to strategies are views of it
         self.first_tick, self.prices = minute_prices(candles)
 
     def price_at(self, when: int) -> float | None:
@@ -74,18 +75,28 @@ class ArrayMarket:
         times = self.first_tick + np.arange(start, stop, dtype=np.int64) * MINUTE_MS
         return times, self.prices[start:stop]
 
-    async def candles(
-        self, symbol: str, interval: str, limit: int, when: int
-    ) -> tuple[Candle, ...]:
+    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> Candles:
+        """Views into the history (1m) or freshly rolled-up periods: no candle objects."""
         self._check(symbol)
         if limit <= 0:
-            return ()
+            return EMPTY
+        if interval == "1m":
+            end = when - when % MINUTE_MS
+            h = self.history
+            first = int(h.timestamp.searchsorted(end - limit * MINUTE_MS))
+            stop = int(h.timestamp.searchsorted(end))
+            return Candles.of_views(
+                h.timestamp[first:stop],
+                h.open[first:stop],
+                h.high[first:stop],
+                h.low[first:stop],
+                h.close[first:stop],
+                h.volume[first:stop],
+            )
         step = interval_ms(interval)
         end = floor_to(when, step)
-        window = self.history.between(end - limit * step, end)
-        if step != MINUTE_MS:
-            window = aggregate(window, step)
-        return tuple(window.slice(max(len(window) - limit, 0), len(window)).to_candles())
+        window = aggregate(self.history.between(end - limit * step, end), step)
+        return Candles(*window.slice(max(len(window) - limit, 0), len(window)).columns())
 
     async def average_price(self, symbol: str, when: int) -> float | None:
         self._check(symbol)

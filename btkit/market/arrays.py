@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from btkit.domain.candles import read_only
 from btkit.domain.model import Candle
 
 Floats = npt.NDArray[np.float64]
@@ -28,9 +29,20 @@ class CandleArrays:
     def columns(self) -> tuple[Ints, Floats, Floats, Floats, Floats, Floats]:
         return (self.timestamp, self.open, self.high, self.low, self.close, self.volume)
 
+    def read_only(self) -> CandleArrays:
+        """The same columns, read-only (views; already read-only ones are kept)."""
+        return CandleArrays(
+            read_only(self.timestamp),
+            read_only(self.open),
+            read_only(self.high),
+            read_only(self.low),
+            read_only(self.close),
+            read_only(self.volume),
+        )
+
     def index_at(self, timestamp_ms: int) -> int:
         """Index of the first candle opening at or after `timestamp_ms`."""
-        return int(np.searchsorted(self.timestamp, timestamp_ms, side="left"))
+        return int(self.timestamp.searchsorted(timestamp_ms))
 
     def slice(self, start: int, stop: int) -> CandleArrays:
         return CandleArrays(
