@@ -1,4 +1,4 @@
-"""`get_candles` windows: NumPy columns over the market's memory, and still a sequence of candles."""
+"""`get_candles` windows: NumPy columns over the market's memory, and a sequence of candles."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_a_1m_window_is_a_view_of_the_backtest_history_not_a_copy():
     for mine, theirs in zip(window.columns(), market.history.columns(), strict=True):
         assert np.shares_memory(mine, theirs)
         assert not mine.flags.writeable
-    assert window.close.dtype == np.float64 and window.timestamp.dtype == np.int64
+    assert window.close.dtype == np.float64
+    assert window.timestamp.dtype == np.int64
     assert window.close.tolist() == [c.close for c in window]
     assert history.close.flags.writeable  # the caller's arrays are left as they were
 
@@ -74,22 +75,32 @@ def test_a_window_behaves_as_the_tuple_of_its_candles():
     )
     for window in (Candles.from_rows(rows), Candles(*Candles.from_rows(rows).columns())):
         assert len(window) == 12
-        assert window[0] == rows[0] and window[-1] == rows[-1] and window[5] == rows[5]
+        assert window[0] == rows[0]
+        assert window[-1] == rows[-1]
+        assert window[5] == rows[5]
         assert list(window) == list(rows)
         assert list(reversed(window)) == list(reversed(rows))
-        assert window[3:9] == rows[3:9] and window[::-2] == rows[::-2] and window[-4:] == rows[-4:]
+        assert window[3:9] == rows[3:9]
+        assert window[::-2] == rows[::-2]
+        assert window[-4:] == rows[-4:]
         assert isinstance(window[3:9], Candles)
         assert window[3:9].close.tolist() == [c.close for c in rows[3:9]]
-        assert window == rows and hash(window) == hash(rows)
-        assert rows[4] in window and window.index(rows[4]) == 4 and window.count(rows[4]) == 1
-        assert window != rows[1:] and window != list(rows)
+        assert window == rows
+        assert hash(window) == hash(rows)
+        assert rows[4] in window
+        assert window.index(rows[4]) == 4
+        assert window.count(rows[4]) == 1
+        assert window != rows[1:]
+        assert window != list(rows)
         first, *_, last = window
         assert (first, last) == (rows[0], rows[-1])
         with pytest.raises(IndexError):
             window[12]
         with pytest.raises(IndexError):
             window[-13]
-    assert EMPTY == () and len(EMPTY) == 0 and list(EMPTY) == []
+    assert EMPTY == ()
+    assert len(EMPTY) == 0
+    assert list(EMPTY) == []
     with pytest.raises(ValueError, match="same length"):
         Candles(np.zeros(2, dtype=np.int64), *(np.zeros(n) for n in (2, 2, 2, 2, 1)))
 
@@ -124,4 +135,6 @@ def test_limit_zero_or_less_is_an_empty_window():
     ):
         for limit in (0, -3):
             window = asyncio.run(market.candles(symbol, "1m", limit, when))
-            assert len(window) == 0 and window == () and window.close.shape == (0,)
+            assert len(window) == 0
+            assert window == ()
+            assert window.close.shape == (0,)

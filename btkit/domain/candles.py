@@ -65,7 +65,7 @@ class Candles(Sequence[Candle]):
     def of_views(
         cls,
         timestamp: Ints,
-        open: Floats,  # noqa: A002
+        open: Floats,
         high: Floats,
         low: Floats,
         close: Floats,
