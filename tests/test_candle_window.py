@@ -11,6 +11,7 @@ import pytest
 from btkit.adapters.store.candle_csv import read_candle_csv
 from btkit.domain.candles import EMPTY, Candles
 from btkit.domain.model import MINUTE_MS, Candle
+from btkit.market import array_market
 from btkit.market.array_market import ArrayMarket
 from btkit.market.arrays import CandleArrays, aggregate
 from btkit.market.service import ExchangeMarket
@@ -138,3 +139,33 @@ def test_limit_zero_or_less_is_an_empty_window():
             assert len(window) == 0
             assert window == ()
             assert window.close.shape == (0,)
+
+
+@pytest.mark.parametrize("block", [7, 100, 1 << 14])
+def test_backtest_prices_equal_the_live_vwap_at_every_minute_across_price_blocks(
+    gappy, monkeypatch, block
+):
+    """Prices are computed a block of minutes at a time; block edges change no bit."""
+    monkeypatch.setattr(array_market, "BLOCK", block)
+    history = gappy.slice(0, 900)
+    backtest = ArrayMarket("THIN", history)
+    live = ExchangeMarket(ListExchange(history.to_candles()))
+    first, last = int(history.timestamp[0]), int(history.timestamp[-1])
+
+    async def prices() -> tuple[list[float | None], list[float | None]]:
+        whens = range(first - 3 * MINUTE_MS, last + 10 * MINUTE_MS, MINUTE_MS)
+        return (
+            [await live.average_price("THIN", when) for when in whens],
+            [await backtest.average_price("THIN", when) for when in whens],
+        )
+
+    from_live, from_backtest = asyncio.run(prices())
+    assert from_backtest == from_live  # exact equality, None where no candle is in the window
+    assert sum(price is None for price in from_live) > 10  # the gaps are really there
+    times, series = backtest.price_series(first + 2 * MINUTE_MS, last + 20 * MINUTE_MS)
+    expected = [p for p in from_backtest[5:]][: len(series)]
+    assert len(series) == (last - first) // MINUTE_MS + 5
+    assert [None if p != p else float(p) for p in series.tolist()] == expected
+    assert times.tolist() == list(
+        range(first + 2 * MINUTE_MS, first + (len(series) + 2) * MINUTE_MS, MINUTE_MS)
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +23,9 @@ class CandleArrays:
     low: Floats
     close: Floats
     volume: Floats
+    forget: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
+    """For a memory-mapped history: drop the pages of rows before this index from the
+    process's memory (a later read maps them in again). None for arrays in memory."""
 
     def __len__(self) -> int:
         return len(self.timestamp)
@@ -38,6 +42,7 @@ class CandleArrays:
             read_only(self.low),
             read_only(self.close),
             read_only(self.volume),
+            self.forget,
         )
 
     def index_at(self, timestamp_ms: int) -> int:
