@@ -81,6 +81,8 @@ class _Mapping:
     def forget(self, rows: int) -> None:
         """Drop the pages of the first `rows` rows of every column from this process's
         memory (they stay in the page cache; a later read maps them in again)."""
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return  # not on this OS: the pages stay until the backtest ends
         page = mmap.PAGESIZE
         for column in range(6):
             start = self.offset + column * self.width * 8
