@@ -7,30 +7,32 @@ so the command line starts fast).
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
-
-from btkit.context import get_average_price, get_candles
-from btkit.domain.model import (
-    ActiveResult,
-    Candle,
-    ClosedResult,
-    IdleResult,
-    OpenedResult,
-    OpenSignal,
-    Pnl,
-    Signal,
-    TickResult,
-)
-from btkit.strategies import StrategyDef, strategy
 
 if TYPE_CHECKING:
     from btkit.api import Backtest, BacktestUtils, Live, LiveUtils, listen_signal_live
+    from btkit.context import get_average_price, get_candles
+    from btkit.domain.candles import Candles
+    from btkit.domain.model import (
+        ActiveResult,
+        Candle,
+        ClosedResult,
+        IdleResult,
+        OpenedResult,
+        OpenSignal,
+        Pnl,
+        Signal,
+        TickResult,
+    )
+    from btkit.strategies import StrategyDef, strategy
 
 __all__ = [
     "ActiveResult",
     "Backtest",
     "BacktestUtils",
     "Candle",
+    "Candles",
     "ClosedResult",
     "IdleResult",
     "Live",
@@ -47,12 +49,36 @@ __all__ = [
     "strategy",
 ]
 
-_LAZY = {"Backtest", "BacktestUtils", "Live", "LiveUtils", "listen_signal_live"}
+_HOME = {
+    **dict.fromkeys(
+        ["Backtest", "BacktestUtils", "Live", "LiveUtils", "listen_signal_live"], "api"
+    ),
+    **dict.fromkeys(["get_average_price", "get_candles"], "context"),
+    "Candles": "domain.candles",
+    **dict.fromkeys(
+        [
+            "ActiveResult",
+            "Candle",
+            "ClosedResult",
+            "IdleResult",
+            "OpenedResult",
+            "OpenSignal",
+            "Pnl",
+            "Signal",
+            "TickResult",
+        ],
+        "domain.model",
+    ),
+    **dict.fromkeys(["StrategyDef", "strategy"], "strategies"),
+}
+"""Where each public name lives: loaded on first use, so `btkit --help` (which
+imports `btkit.cli`) loads none of them."""
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from btkit import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'btkit' has no attribute {name!r}")
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'btkit' has no attribute {name!r}")
+    value = getattr(import_module(f"btkit.{home}"), name)
+    globals()[name] = value  # found once; later lookups skip this function
+    return value

@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from btkit.domain.model import Candle
 from btkit.ports import MarketData
+
+if TYPE_CHECKING:
+    from btkit.domain.candles import Candles
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +65,12 @@ def method_context() -> MethodContext:
     return _method.get()
 
 
-async def get_candles(symbol: str, interval: str, limit: int) -> tuple[Candle, ...]:
+async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
     """The `limit` most recent candles finished at the tick's time, oldest first.
 
-    A tuple of frozen candles, live and in backtests alike: markets hand out what
-    they cache, so a strategy must not be able to change what later calls see.
+    Read-only columns (`.close`, `.high`, ... NumPy views, no copy) and a sequence
+    of frozen `Candle`s, live and in backtests alike: markets hand out what they
+    cache, so a strategy must not be able to change what later calls see.
     """
     when = execution_context().when
     return await _market.get().candles(symbol, interval, limit, when)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from btkit.domain.model import (
     Candle,
@@ -18,6 +18,9 @@ from btkit.domain.model import (
     PersistedState,
     StreamedResult,
 )
+
+if TYPE_CHECKING:  # a NumPy type: naming the port must not load NumPy
+    from btkit.domain.candles import Candles
 
 
 class Clock(Protocol):
@@ -55,10 +58,8 @@ class Exchange(Protocol):
 class MarketData(Protocol):
     """Finished candles and the tick price, as strategies and the runner see them."""
 
-    async def candles(
-        self, symbol: str, interval: str, limit: int, when: int
-    ) -> tuple[Candle, ...]:
-        """The `limit` most recent candles finished at `when`, oldest first (immutable:
+    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> Candles:
+        """The `limit` most recent candles finished at `when`, oldest first (read-only:
         strategies get it, and a cache may hold it)."""
         ...
 

@@ -25,7 +25,9 @@ async def my_strategy(symbol: str) -> Signal | None:
     candles = await get_candles(symbol, "1m", SLOW + LOOKBACK)
     if len(candles) < SLOW + LOOKBACK:
         return None  # not enough history yet, or a gap in the data
-    closes = [c.close for c in candles]
+    # Columns (`candles.close`, `.high`, ...) are read-only NumPy arrays over btkit's
+    # own memory: no candle objects are built. fmean sums exactly, in any order.
+    closes = candles.close.tolist()
     earlier = closes[:-LOOKBACK]
     fast_now, slow_now = fmean(closes[-FAST:]), fmean(closes[-SLOW:])
     fast_then, slow_then = fmean(earlier[-FAST:]), fmean(earlier[-SLOW:])
@@ -35,7 +37,7 @@ async def my_strategy(symbol: str) -> Signal | None:
         return None
 
     price = await get_average_price(symbol)
-    typical_range = fmean(c.high - c.low for c in candles[-SLOW:])
+    typical_range = fmean((candles.high[-SLOW:] - candles.low[-SLOW:]).tolist())
     distance = max(2 * typical_range, MIN_DISTANCE * price)
     if crossed_up:
         return Signal(

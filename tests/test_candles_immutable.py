@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from btkit.adapters.store.candle_csv import read_candle_csv
+from btkit.domain.candles import Candles
 from btkit.market.array_market import ArrayMarket
 from btkit.market.service import ExchangeMarket
 from tests.conftest import REPO, json_events
@@ -29,14 +30,25 @@ def _markets():
 def test_candles_handed_out_cannot_be_changed_by_their_receiver(interval):
     async def check(market, symbol, when):
         first = await market.candles(symbol, interval, 3, when)
-        assert isinstance(first, tuple)
+        assert isinstance(first, Candles)
+        rows = tuple(first)
         with pytest.raises(AttributeError):
             first.pop()  # type: ignore[attr-defined]
         with pytest.raises(TypeError):
             first[0] = first[1]  # type: ignore[index]
         with pytest.raises(dataclasses.FrozenInstanceError):
             first[0].close = 0.0  # type: ignore[misc]
-        assert await market.candles(symbol, interval, 3, when) == first
+        with pytest.raises(AttributeError):
+            first.close = first.open  # type: ignore[misc]
+        for column in first.columns():
+            with pytest.raises(ValueError, match="read-only"):
+                column[0] = 0
+        with pytest.raises(ValueError, match="read-only"):
+            first[1:].close[0] = 0.0
+        again = await market.candles(symbol, interval, 3, when)
+        assert again == first
+        assert again == rows
+        assert tuple(again) == rows
 
     for market, symbol, when in _markets():
         asyncio.run(check(market, symbol, when))

@@ -7,7 +7,6 @@ inside commands so `btkit --help` answers at once.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sys
 from collections.abc import Callable
@@ -258,6 +257,8 @@ def live(
     log_level: LogLevel = None,
 ) -> None:
     """Run a strategy on symbols until stopped (or until the replayed history ends)."""
+    import asyncio
+
     from btkit.wiring.system import stop_latch
 
     latch = stop_latch()  # first: a SIGTERM while the heavy modules load still stops cleanly

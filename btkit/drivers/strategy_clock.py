@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from btkit.domain.model import Candle
 from btkit.ports import MarketData
+
+if TYPE_CHECKING:
+    from btkit.domain.candles import Candles
 
 T = TypeVar("T")
 
@@ -28,9 +30,7 @@ class TimedMarket:
         self._since = 0.0
         self._waited = 0.0
 
-    async def candles(
-        self, symbol: str, interval: str, limit: int, when: int
-    ) -> tuple[Candle, ...]:
+    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> Candles:
         return await self._timed(self._market.candles(symbol, interval, limit, when))
 
     async def average_price(self, symbol: str, when: int) -> float | None:

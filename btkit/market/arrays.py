@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from btkit.domain.candles import read_only
 from btkit.domain.model import Candle
 
 Floats = npt.NDArray[np.float64]
@@ -21,6 +23,9 @@ class CandleArrays:
     low: Floats
     close: Floats
     volume: Floats
+    forget: Callable[[int], None] | None = field(default=None, repr=False, compare=False)
+    """For a memory-mapped history: drop the pages of rows before this index from the
+    process's memory (a later read maps them in again). None for arrays in memory."""
 
     def __len__(self) -> int:
         return len(self.timestamp)
@@ -28,9 +33,21 @@ class CandleArrays:
     def columns(self) -> tuple[Ints, Floats, Floats, Floats, Floats, Floats]:
         return (self.timestamp, self.open, self.high, self.low, self.close, self.volume)
 
+    def read_only(self) -> CandleArrays:
+        """The same columns, read-only (views; already read-only ones are kept)."""
+        return CandleArrays(
+            read_only(self.timestamp),
+            read_only(self.open),
+            read_only(self.high),
+            read_only(self.low),
+            read_only(self.close),
+            read_only(self.volume),
+            self.forget,
+        )
+
     def index_at(self, timestamp_ms: int) -> int:
         """Index of the first candle opening at or after `timestamp_ms`."""
-        return int(np.searchsorted(self.timestamp, timestamp_ms, side="left"))
+        return int(self.timestamp.searchsorted(timestamp_ms))
 
     def slice(self, start: int, stop: int) -> CandleArrays:
         return CandleArrays(

@@ -10,6 +10,7 @@ import bisect
 import logging
 from collections import OrderedDict
 
+from btkit.domain.candles import EMPTY, Candles
 from btkit.domain.model import MINUTE_MS, Candle
 from btkit.engine.intervals import floor_to, interval_ms
 from btkit.engine.pricing import VWAP_MINUTES, vwap
@@ -75,16 +76,14 @@ class ExchangeMarket:
     ) -> None:
         self._exchange = exchange
         self._report_gaps = report_gaps
-        self._cache: OrderedDict[tuple[str, str, int, int], tuple[Candle, ...]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, int, int], Candles] = OrderedDict()
         self._cache_size = cache_size
         self._keep_minutes = keep_minutes
         self._minutes: dict[str, _KnownMinutes] = {}
 
-    async def candles(
-        self, symbol: str, interval: str, limit: int, when: int
-    ) -> tuple[Candle, ...]:
+    async def candles(self, symbol: str, interval: str, limit: int, when: int) -> Candles:
         if limit <= 0:
-            return ()
+            return EMPTY
         if interval == "1m":
             return await self._minute_candles(symbol, limit, when)
         step = interval_ms(interval)
@@ -97,13 +96,13 @@ class ExchangeMarket:
             return cached
         fetched = await self._exchange.fetch_candles(symbol, interval, since, limit)
         finished = [c for c in fetched if since <= c.timestamp and c.timestamp + step <= when]
-        result = tuple(finished[-limit:])
+        result = Candles.from_rows(finished[-limit:])
         self._cache[key] = result
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return result
 
-    async def _minute_candles(self, symbol: str, limit: int, when: int) -> tuple[Candle, ...]:
+    async def _minute_candles(self, symbol: str, limit: int, when: int) -> Candles:
         end = floor_to(when, MINUTE_MS)
         since = end - limit * MINUTE_MS
         known = self._minutes.get(symbol)
@@ -123,7 +122,7 @@ class ExchangeMarket:
                     before,
                 )
             known.trim(end - max(self._keep_minutes, limit) * MINUTE_MS)
-        return tuple(known.between(since, end)[-limit:])
+        return Candles.from_rows(known.between(since, end)[-limit:])
 
     async def average_price(self, symbol: str, when: int) -> float | None:
         # The five minutes finished at `when`: exactly the 1m candles opening in
