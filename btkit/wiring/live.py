@@ -11,6 +11,7 @@ import os
 import resource
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ from btkit.strategies import StrategyDef, resolve_strategy
 from btkit.wiring.exchanges import open_exchange
 
 log = logging.getLogger(__name__)
+
+STATE_WRITERS = 4
+"""Threads that write and fsync state files: saves of different symbols overlap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,11 @@ async def open_live(
         stack.push_async_callback(exchange.close)
         resolved = await exchange.check_symbols(symbols)
         label = exchange.name if is_replay or not simulated else f"{exchange.name}-sim"
-        stores = [_locked_store(stack, settings, label, strategy.name, s) for s in resolved]
+        writers = ThreadPoolExecutor(STATE_WRITERS, thread_name_prefix="btkit-state")
+        stores = [
+            _locked_store(stack, settings, label, strategy.name, s, writers) for s in resolved
+        ]
+        stack.callback(writers.shutdown)  # before the locks are released: writes end first
         if options.restart:
             _set_aside(stores)
         ledger = SqliteLedger(settings.ledger_path)
@@ -219,7 +227,12 @@ def _warn_if_finished(runners: Sequence[SymbolRunner], ends: dict[str, int]) -> 
 
 
 def _locked_store(
-    stack: AsyncExitStack, settings: Settings, exchange: str, strategy: str, symbol: str
+    stack: AsyncExitStack,
+    settings: Settings,
+    exchange: str,
+    strategy: str,
+    symbol: str,
+    writers: Executor,
 ) -> JsonSignalStore:
     store = JsonSignalStore(
         settings.signal_dir,
@@ -227,6 +240,7 @@ def _locked_store(
         strategy_name=strategy,
         symbol=symbol,
         now_ms=WallClock().now_ms,
+        executor=writers,
     )
     store.acquire()
     stack.callback(store.release)
