@@ -6,6 +6,7 @@ other module receives its collaborators.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
@@ -157,6 +158,11 @@ async def open_live(
             on_stop=retry_sleep.stop.set,
             on_cycle=on_cycle,
         )
+        # Start-up's objects (modules, strategies, candle files) live until exit: keep the
+        # loop's full collections from scanning them all (0.1-0.5 s with 1 000 symbols).
+        gc.collect()
+        gc.freeze()
+        stack.callback(gc.unfreeze)
         yield LiveSetup(session, strategy, resolved, start_ms, label, already_finished)
 
 
