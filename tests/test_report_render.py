@@ -103,12 +103,14 @@ def test_the_live_report_redraws_its_picture_at_most_once_a_minute(tmp_path):
     picture = report.with_suffix(".png")
     _close(ledger, 0, 1.0)
     writer.on_closed()
+    writer.wait()  # the rewrite runs on a thread
     first = picture.read_bytes()
     assert "| Closed signals | 1 |" in report.read_text()
     for n, second in enumerate((2.0, 30.0), start=1):  # Markdown rewritten, picture kept
         now[0] = second
         _close(ledger, n, -2.0)
         writer.on_closed()
+        writer.wait()
         assert f"| Closed signals | {n + 1} |" in report.read_text()
         assert "![Equity curve](x.png)" in report.read_text()
         assert picture.read_bytes() == first
@@ -118,5 +120,6 @@ def test_the_live_report_redraws_its_picture_at_most_once_a_minute(tmp_path):
     now[0] = 95.0
     _close(ledger, 3, 0.5)
     writer.on_closed()
+    writer.flush()
     assert picture.read_bytes() != stopped
     ledger.close()

@@ -7,11 +7,13 @@ receives its collaborators.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
@@ -37,6 +39,9 @@ from btkit.wiring.exchanges import open_exchange
 from btkit.wiring.ledger import open_ledger
 
 log = logging.getLogger(__name__)
+
+STATE_WRITERS = 4
+"""Threads that write and fsync state files: saves of different symbols overlap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,11 @@ async def open_live(
         stack.push_async_callback(exchange.close)
         resolved = await exchange.check_symbols(symbols)
         label = exchange.name if is_replay or not simulated else f"{exchange.name}-sim"
-        stores = [_locked_store(stack, settings, label, strategy.name, s) for s in resolved]
+        writers = ThreadPoolExecutor(STATE_WRITERS, thread_name_prefix="btkit-state")
+        stores = [
+            _locked_store(stack, settings, label, strategy.name, s, writers) for s in resolved
+        ]
+        stack.callback(writers.shutdown)  # before the locks are released: writes end first
         if options.restart:
             _set_aside(stores)
         ledger = open_ledger(settings)
@@ -151,6 +160,11 @@ async def open_live(
             on_stop=retry_sleep.stop.set,
             on_cycle=on_cycle,
         )
+        # Start-up's objects (modules, strategies, candle files) live until exit: keep the
+        # loop's full collections from scanning them all (0.1-0.5 s with 1 000 symbols).
+        gc.collect()
+        gc.freeze()
+        stack.callback(gc.unfreeze)
         yield LiveSetup(session, strategy, resolved, start_ms, label, already_finished)
 
 
@@ -221,7 +235,12 @@ def _warn_if_finished(runners: Sequence[SymbolRunner], ends: dict[str, int]) -> 
 
 
 def _locked_store(
-    stack: AsyncExitStack, settings: Settings, exchange: str, strategy: str, symbol: str
+    stack: AsyncExitStack,
+    settings: Settings,
+    exchange: str,
+    strategy: str,
+    symbol: str,
+    writers: Executor,
 ) -> JsonSignalStore:
     store = JsonSignalStore(
         settings.signal_dir,
@@ -229,6 +248,7 @@ def _locked_store(
         strategy_name=strategy,
         symbol=symbol,
         now_ms=wall_time_ms,
+        executor=writers,
     )
     store.acquire()
     stack.callback(store.release)

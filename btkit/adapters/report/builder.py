@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -153,12 +155,15 @@ def json_report(contents: LedgerContents, query: Query) -> dict[str, Any]:
 
 
 class LiveReportWriter:
-    """Rewrites `<logs>/live/<strategy>.md` from the ledger after `closed` events.
+    """Rewrites `<logs>/live/<strategy>.md` from the ledger after `closed` events, off the loop.
 
     At most once per `min_interval` seconds (a fast replay closes many signals a
-    second), the picture at most once per `picture_interval` (drawing it takes
-    the event loop far longer than the Markdown); `flush` writes the last state,
-    picture included, on stop.
+    second), the picture at most once per `picture_interval`. The rewrite (ledger
+    read on its own connection, Markdown, picture) runs on a background thread: at
+    most one runs and one waits, later requests join the waiting one. It starts
+    only after the loop callbacks already queued (the consumer taking the `closed`
+    event) have run. `flush` waits for it and writes the last state, picture
+    included, on stop.
     """
 
     def __init__(
@@ -180,31 +185,89 @@ class LiveReportWriter:
         self._last_picture: float | None = None
         self._dirty = False
         self._picture_stale = False
+        self._guard = threading.Lock()
+        self._wanted: bool | None = None
+        """A rewrite waits to run (True: with the picture); None: none waits."""
+        self._worker: threading.Thread | None = None
+        self._ended: threading.Thread | None = None
+        """The last worker that found nothing more to do (joined by `wait`)."""
+        self._reader: SqliteLedger | None = None
 
     def on_closed(self) -> None:
+        """Ask for a rewrite (throttled); returns at once, the work runs on a thread."""
         now = self._monotonic()
         if self._last_write is not None and now - self._last_write < self._min_interval:
             self._dirty = True
             return
-        self._write(now)
-
-    def flush(self) -> None:
-        if self._dirty or self._picture_stale:
-            try:
-                self._write(self._monotonic(), final=True)
-            except Exception:  # derived data: never let it mask how the run ended
-                log.exception("could not rewrite the live report on exit")
-
-    def _write(self, now: float, *, final: bool = False) -> None:
-        draw = (
-            final
-            or self._last_picture is None
-            or now - self._last_picture >= self._picture_interval
-        )
-        contents = self._ledger.read(self._query)
-        write_markdown_report(contents, self._query, self._path, draw_picture=draw)
+        draw = self._last_picture is None or now - self._last_picture >= self._picture_interval
         self._last_write = now
         self._dirty = False
         if draw:
             self._last_picture = now
         self._picture_stale = not draw
+        with self._guard:
+            self._wanted = bool(self._wanted) or draw
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._start()
+            return
+        loop.call_soon(self._start)  # after the consumer's turn: the event goes out first
+
+    def wait(self) -> None:
+        """Block until no rewrite runs (those requested meanwhile included)."""
+        while True:
+            with self._guard:
+                worker = self._worker
+                ended = self._ended
+            if worker is None:
+                if ended is not None:
+                    ended.join()
+                return
+            worker.join()
+
+    def flush(self) -> None:
+        """On stop: wait for the rewrite in progress, then write the last state if needed."""
+        self.wait()
+        with self._guard:
+            wanted, self._wanted = self._wanted, None
+        try:
+            if wanted is not None or self._dirty or self._picture_stale:
+                self._rebuild(draw=True)
+                self._dirty = self._picture_stale = False
+        except Exception:  # derived data: never let it mask how the run ended
+            log.exception("could not rewrite the live report on exit")
+        finally:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
+
+    def _start(self) -> None:
+        with self._guard:
+            if self._worker is not None or self._wanted is None:
+                return  # the running rewrite takes this request too
+            self._worker = threading.Thread(
+                target=self._work, name="btkit-live-report", daemon=True
+            )
+            self._worker.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._guard:
+                draw, self._wanted = self._wanted, None
+                if draw is None:
+                    self._worker, self._ended = None, threading.current_thread()
+                    return
+            try:
+                self._rebuild(draw=draw)
+            except Exception:  # the report is derived data; the ledger already has the events
+                log.exception("could not rewrite the live report; trading goes on")
+
+    def _rebuild(self, *, draw: bool) -> None:
+        write_markdown_report(self._contents(), self._query, self._path, draw_picture=draw)
+
+    def _contents(self) -> LedgerContents:
+        """The ledger, read on a connection of the report's own (never the writer's)."""
+        if self._reader is None:
+            self._reader = SqliteLedger.open_for_reading(self._ledger.path)
+        return self._reader.read(self._query)

@@ -8,6 +8,10 @@ Nothing else is skipped: a different event under that key, a NaN price, a
 NOT NULL column are errors. An infinite lifetime is stored as REAL Inf. A
 writer waits at most `BUSY_TIMEOUT_SECONDS` for another process's write lock,
 then says who holds it.
+`record_opened` / `record_closed` run on a writer thread (one per ledger), which
+commits the writes queued meanwhile together (group commit); each returns once
+its transaction is committed. The synchronous methods share the connection with
+that thread, one thread at a time.
 The schema version is `PRAGMA user_version`; migrations only add.
 
 Live events share the run id "live" until a replay is started over
@@ -23,20 +27,24 @@ import math
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import starmap
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import filelock
 
 from btkit.adapters.store.atomic import ensure_private_dir
 from btkit.adapters.store.lock_holders import write_lock_holders
+from btkit.adapters.store.writer_thread import Job, SerialConnection, WriterThread
 from btkit.domain.errors import StorageError
 from btkit.domain.model import ClosedResult, OpenedResult, OpenSignal
 from btkit.engine.statistics import Trade
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 LIVE_RUN = "live"
 ALL_RUNS = "all"
@@ -251,13 +259,22 @@ class SqliteLedger:
         self.run_id = run_id
         self.mode: Mode = mode
         self._busy_timeout = busy_timeout
+        self._batch_open = False
+        """The writer thread holds a group-commit transaction: writes use savepoints."""
+        self._batch_lost = False
+        """SQLite rolled that whole transaction back (e.g. disk full)."""
+        self._writer = WriterThread(f"btkit-ledger-writer {path.name}", self._run_batch)
         ensure_private_dir(path.parent)
         try:
             # Switching to WAL and migrating race between processes opening a new
             # ledger at once (tables created twice, "database is locked"): one at a time.
             with filelock.FileLock(f"{path}.init.lock", timeout=60, mode=0o600):
                 _create_private(path)  # SQLite's -wal and -shm copy the database's mode
-                self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+                self._db = SerialConnection(
+                    sqlite3.connect(
+                        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                    )
+                )
                 self._db.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
@@ -302,6 +319,8 @@ class SqliteLedger:
         return cls(path)
 
     def close(self) -> None:
+        """Commit every queued write, join the writer thread, close the connection."""
+        self._writer.close()
         self._db.close()
 
     def _migrate(self) -> None:
@@ -323,11 +342,25 @@ class SqliteLedger:
                 raise
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; any SQLite error rolls back and becomes a StorageError."""
+    def _transaction(self) -> Iterator[SerialConnection]:
+        """One write transaction; any SQLite error rolls back and becomes a StorageError.
+
+        Inside the writer thread's group commit it is a savepoint instead, so a
+        refused write undoes only its own rows.
+        """
+        with self._db.lock:
+            if self._batch_open:
+                with self._savepoint():
+                    yield self._db
+                return
+            with self._own_transaction():
+                yield self._db
+
+    @contextmanager
+    def _own_transaction(self) -> Iterator[None]:
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            yield self._db
+            yield
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
@@ -337,6 +370,81 @@ class SqliteLedger:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        try:
+            self._db.execute("SAVEPOINT one_write")
+            yield
+            self._db.execute("RELEASE one_write")
+        except sqlite3.Error as exc:
+            self._undo_savepoint()
+            raise self._write_error(exc) from exc
+        except BaseException:
+            self._undo_savepoint()
+            raise
+
+    def _undo_savepoint(self) -> None:
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK TO one_write")
+                self._db.execute("RELEASE one_write")
+                return
+        except sqlite3.Error:
+            pass
+        self._batch_lost = True  # SQLite ended the whole transaction: run each write alone
+
+    def _run_batch(self, jobs: Sequence[Job[Any]]) -> None:
+        """The writer thread's batch: one transaction, one savepoint per write.
+
+        Callers are answered only after COMMIT. If the transaction as a whole
+        fails (COMMIT refused, or SQLite rolled it back), every write is run
+        again on its own, so each caller gets its own result or its own error.
+        """
+        if len(jobs) > 1:
+            with self._db.lock:
+                answered = self._run_together(jobs)
+            if answered:
+                for job in jobs:
+                    job.resolve()
+                return
+        for job in jobs:
+            with self._db.lock:
+                job.run()
+            job.resolve()
+
+    def _run_together(self, jobs: Sequence[Job[Any]]) -> bool:
+        """True when every job has its answer; False to run each again on its own."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # e.g. locked past the busy timeout: nothing was tried
+            for job in jobs:
+                job.outcome = (False, self._write_error(exc))
+            return True
+        self._batch_open, self._batch_lost = True, False
+        committed = False
+        try:
+            for job in jobs:
+                job.run()
+                if self._batch_lost:
+                    return False
+            self._db.execute("COMMIT")
+            committed = True
+        except sqlite3.Error:
+            return False
+        finally:
+            self._batch_open = False
+            if not committed and self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        return True
+
+    async def _off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a synchronous write on the writer thread; returns once it is committed.
+
+        Every `async def` that writes routes through here; its synchronous body
+        must write through `_transaction` (a savepoint inside a group commit).
+        """
+        return await self._writer.run(fn, *args, **kwargs)
 
     def _write_error(self, exc: sqlite3.Error) -> StorageError:
         """Advice that fits the failure: a held lock, a refused row, or the disk."""
@@ -361,7 +469,7 @@ class SqliteLedger:
                 if db.execute(_INSERT, row).rowcount == 0:
                     self._check_duplicate(db, row)
 
-    def _check_duplicate(self, db: sqlite3.Connection, row: tuple[object, ...]) -> None:
+    def _check_duplicate(self, db: SerialConnection, row: tuple[object, ...]) -> None:
         """A replayed crash step writes the same event again; anything else is refused."""
         stored = db.execute(_STORED, (row[0], row[3], row[2])).fetchone()
         changed = [
@@ -379,10 +487,10 @@ class SqliteLedger:
 
     async def record_opened(self, signal: OpenSignal) -> int:
         """Idempotent: recording a restored signal again after a crash changes nothing."""
-        return self.write_opened(signal)
+        return await self._off_loop(self.write_opened, signal)
 
     async def record_closed(self, result: ClosedResult) -> int:
-        return self.write_closed(result)
+        return await self._off_loop(self.write_closed, result)
 
     def write_opened(self, signal: OpenSignal) -> int:
         """`record_opened`, synchronously (tools and tests)."""
@@ -423,18 +531,21 @@ class SqliteLedger:
         durability (WAL keeps the ledger consistent across a crash either way).
         """
         run_id = f"backtest-{uuid.uuid4().hex[:12]}"
-        self._db.execute("PRAGMA synchronous=NORMAL")
         rows = [_opened_row(run_id, "backtest", r.signal) for r in opened]
         rows += [_closed_row(run_id, "backtest", r) for r in closed]
         for row in rows:
             _check_numbers(row)
-        with self._transaction() as db:
-            db.execute(
-                "INSERT INTO runs VALUES (?, 'backtest', ?, ?, ?, ?)",
-                (run_id, strategy, exchange, created_at, json.dumps(details)),
-            )
-            db.executemany(_INSERT, rows)
-        self._db.execute("PRAGMA synchronous=FULL")
+        with self._db.lock:  # no live write may commit while durability is lowered
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with self._transaction() as db:
+                    db.execute(
+                        "INSERT INTO runs VALUES (?, 'backtest', ?, ?, ?, ?)",
+                        (run_id, strategy, exchange, created_at, json.dumps(details)),
+                    )
+                    db.executemany(_INSERT, rows)
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
         return run_id
 
     def start_run(self, strategy: str, exchange: str, created_at: int) -> str:

@@ -6,11 +6,14 @@ replace so they can never disagree. A `filelock` beside it makes one process
 its owner. A file that cannot be used (unparseable, a signal breaking the
 rules a new signal must pass, or another run's file) is moved aside, never
 deleted or overwritten. An infinite lifetime is stored as null (JSON has no
-Infinity); NaN is never written.
+Infinity); NaN is never written. `save` writes and fsyncs on a thread (the
+executor given, else the loop's default one), never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import logging
 import os
@@ -168,6 +171,12 @@ def state_file_name(exchange_name: str, strategy_name: str, symbol: str) -> str:
     return f"{exchange_name}-{strategy_name}-{symbol}.json".replace(":", "_")
 
 
+def _retrieve(done: asyncio.Future[None]) -> None:
+    """Mark a failed write's error as seen: its caller raises it, unless it was cancelled."""
+    if not done.cancelled():
+        done.exception()
+
+
 class JsonSignalStore:
     def __init__(
         self,
@@ -177,10 +186,14 @@ class JsonSignalStore:
         strategy_name: str,
         symbol: str,
         now_ms: Callable[[], int],
+        executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self.path = signal_dir / state_file_name(exchange_name, strategy_name, symbol)
         self._names = (exchange_name, strategy_name, symbol)
         self._now_ms = now_ms
+        self._executor = executor
+        self._writing: asyncio.Future[None] | None = None
+        """The last write handed to a thread; it may outlive a cancelled caller."""
         self._lock = filelock.FileLock(f"{self.path}.lock", timeout=0, mode=0o600)
 
     def acquire(self) -> None:
@@ -232,7 +245,20 @@ class JsonSignalStore:
             text = json.dumps(document, indent=2, allow_nan=False)
         except ValueError as exc:  # NaN: validation let a bad number through; keep the old file
             raise StorageError(f"Refusing to write {self.path}: {exc} in {document}.") from exc
-        atomic_write_bytes(self.path, text.encode() + b"\n")
+        previous = self._writing
+        if previous is not None and not previous.done():
+            # Its caller was cancelled mid-write: let it land first, so the newest state wins.
+            await asyncio.wait([previous])
+        data = text.encode() + b"\n"
+        loop = asyncio.get_running_loop()
+        try:
+            writing = loop.run_in_executor(self._executor, atomic_write_bytes, self.path, data)
+        except RuntimeError:  # its threads are shut down: a last save while the run ends
+            atomic_write_bytes(self.path, data)
+            return
+        writing.add_done_callback(_retrieve)
+        self._writing = writing
+        await asyncio.shield(writing)
 
     def _move_aside(self, problem: UnusableStateFile) -> None:
         foreign = isinstance(problem, ForeignStateFile)
