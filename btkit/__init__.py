@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from btkit.context import get_average_price, get_candles
+from btkit.context import get_average_price, get_candles, param
 from btkit.domain.model import (
     ActiveResult,
     Candle,
@@ -21,6 +21,7 @@ from btkit.domain.model import (
     Signal,
     TickResult,
 )
+from btkit.engine.params import Choice, FloatRange, IntRange
 from btkit.strategies import StrategyDef, strategy
 
 if TYPE_CHECKING:
@@ -31,8 +32,11 @@ __all__ = [
     "Backtest",
     "BacktestUtils",
     "Candle",
+    "Choice",
     "ClosedResult",
+    "FloatRange",
     "IdleResult",
+    "IntRange",
     "Live",
     "LiveUtils",
     "OpenSignal",
@@ -44,6 +48,7 @@ __all__ = [
     "get_average_price",
     "get_candles",
     "listen_signal_live",
+    "param",
     "strategy",
 ]
 
