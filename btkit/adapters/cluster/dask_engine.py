@@ -73,7 +73,7 @@ def run_on_dask(
             client.submit(task, job, placed[tag], everywhere, pure=False) for job, tag in jobs
         ]
         try:
-            for future in dask.as_completed(futures):
+            for future in dask.as_completed(futures, loop=client.loop):
                 on_done(future.result())
         finally:
             client.cancel(futures)
