@@ -15,7 +15,7 @@ from btkit.cli.main import app
 from tests.conftest import Project, wait_for_paths
 
 SWEPT = """
-import time
+import asyncio
 from pathlib import Path
 
 from btkit import Choice, FloatRange, Signal, get_average_price, param, strategy
@@ -31,7 +31,7 @@ async def swept(symbol):
     if param("side") == "short" and param("tp") == 1.0 and Path("gate").exists():
         Path("reached").touch()  # the last parameter set: every other job is done
         while Path("gate").exists():
-            time.sleep(0.01)
+            await asyncio.sleep(0.01)
     price = await get_average_price(symbol)
     tp = param("tp") / 100
     if param("side") == "long":
@@ -112,6 +112,15 @@ def test_a_killed_sweep_resumes_without_rerunning_finished_jobs(swept: Project) 
         process.wait()
     finished = _stored(swept.root)
     assert finished == TOTAL - 4  # every job before the last set, durable at the kill
+
+    (swept.root / "reached").unlink()
+    with swept.start(*SWEEP) as process:  # Ctrl-C in the same place: a clear stop
+        wait_for_paths(process, swept.root / "reached")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "the same command resumes after them" in stderr
+    assert _stored(swept.root) == TOTAL - 4
     (swept.root / "gate").unlink()
 
     resumed = swept.run(*SWEEP)

@@ -36,6 +36,8 @@ class SweepJob:
     values: tuple[tuple[str, Value], ...]
     backtest: BacktestJob
     """The backtest to run (its frame is the job's window)."""
+    source: str = ""
+    """The strategy file's digest: a worker reloads the strategy when the file changed."""
 
 
 def job_key(
@@ -76,24 +78,26 @@ def row_trade(row: Sequence[object]) -> Trade:
 # --- the worker side -------------------------------------------------------------
 
 _lock = threading.Lock()
-_strategies: dict[tuple[Path, str], StrategyDef] = {}
-_candles: dict[Path, CandleArrays] = {}
+_strategies: dict[tuple[Path, str, str], StrategyDef] = {}
+_candles: dict[tuple[Path, str], CandleArrays] = {}
 _bundles: dict[str, Path] = {}
 
 
-def _strategy(folder: Path, name: str) -> StrategyDef:
+def _strategy(folder: Path, name: str, source: str) -> StrategyDef:
     with _lock:  # threads of one worker (a Dask worker) import a file once, one at a time
-        found = _strategies.get((folder, name))
+        found = _strategies.get((folder, name, source))
         if found is None:
-            found = _strategies[(folder, name)] = resolve_strategy(folder, name, warn=False)
+            found = resolve_strategy(folder, name, warn=False)
+            _strategies[(folder, name, source)] = found
         return found
 
 
 def _file_candles(path: Path) -> CandleArrays:
+    key = (path, file_digest(path))  # a rewritten file is loaded again
     with _lock:
-        found = _candles.get(path)
+        found = _candles.get(key)
         if found is None:
-            found = _candles[path] = load_candles(path)
+            found = _candles[key] = load_candles(path)
         return found
 
 
@@ -105,7 +109,7 @@ def execute(
     """Run one job to its record. `candles` / `strategies`: shipped by a cluster."""
     backtest = job.backtest
     folder = backtest.strategies_dir if strategies is None else strategies.materialise()
-    strategy = _strategy(folder, backtest.strategy_name).bind(dict(job.values))
+    strategy = _strategy(folder, backtest.strategy_name, job.source).bind(dict(job.values))
     if candles is None:
         candles = _file_candles(backtest.candles_file)
     outcome = asyncio.run(run_one(backtest, strategy, None, candles))

@@ -89,7 +89,7 @@ def plan_sweep(
                 if key in where:
                     continue  # the same set drawn twice cannot happen; be safe anyway
                 where[key] = (s, w, base.symbol)
-                jobs.append(SweepJob(key, frozen, backtest))
+                jobs.append(SweepJob(key, frozen, backtest, source))
     return SweepPlan(
         strategy,
         [job.symbol for job in checked.jobs],
