@@ -100,6 +100,17 @@ def test_sweep_ranks_saves_the_best_and_backtest_params_runs_exactly_it(swept: P
         runs = db.execute("SELECT DISTINCT run_id FROM events").fetchall()
     assert len(runs) == 1
 
+    # live --params: its own state file, apart from a run at the defaults.
+    live = swept.run(
+        "live", "ETHBTC", "-s", "swept", "--params", "best", "--json",
+        "--start", _utc(test_window["start"]), "--end", _utc(test_window["start"] + 3_600_000),
+    )  # fmt: skip
+    assert live.returncode == 0, live.stderr
+    suffix = f"side:{board[0]['params']['side']}+tp:{tp}".replace(":", "_")
+    assert [p.name for p in swept.signal_dir.glob("*.json")] == [
+        f"replay-swept+{suffix}-ETHBTC.json"
+    ]
+
 
 def test_a_killed_sweep_resumes_without_rerunning_finished_jobs(swept: Project) -> None:
     reference = swept.run(*SWEEP, "--data-dir", swept.clone_data("reference"))
