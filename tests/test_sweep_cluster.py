@@ -78,3 +78,31 @@ def test_without_the_extra_the_error_says_how_to_install_it(
 
 def _never(*args: object) -> None:
     raise AssertionError("no job should run")
+
+
+def _where(job: int, shared: bytes, common: object) -> tuple[int, int, int]:
+    import os
+
+    return job, os.getpid(), id(shared)
+
+
+def test_shared_data_reaches_each_worker_process_once() -> None:
+    done: list[tuple[int, int, int]] = []
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        run_on_dask(
+            cluster.scheduler_address,
+            _where,
+            [(job, "candles") for job in range(12)],
+            {"candles": b"x" * 1_000_000},
+            None,
+            done.append,
+        )
+    assert sorted(job for job, _, _ in done) == list(range(12))
+    copies: dict[int, set[int]] = {}
+    for _, pid, copy in done:
+        copies.setdefault(pid, set()).add(copy)
+    # One object per worker process, used by every job there (passed per job, each
+    # job would unpickle its own copy).
+    assert all(len(ids) == 1 for ids in copies.values())
