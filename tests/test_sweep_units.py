@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import re
 
@@ -138,3 +139,25 @@ def test_walk_forward_tunes_on_one_window_and_scores_on_the_next() -> None:
     board = leaderboard(windows, trades, 2, "total-return")
     assert [row.index for row in board] == [1, 0]  # 1 + 4 beats 2 - 1 on windows 0 and 1
     assert board[0].out_of_sample.total_pnl == -2.0  # window 2, never ranked on
+
+
+def test_packed_trades_come_back_bit_for_bit() -> None:
+    from btkit.adapters.store.sweep_store import pack_trades, unpack_trades
+
+    trades = [
+        Trade("a", "X", "short", 1_516_665_600_000, 1_516_665_900_000, "stop_loss",
+              0.1 + 0.2, 1 / 3, 0.29, 0.31, -0.123456789012345),
+        Trade("b", "X", "long", 1_516_665_960_000, 1_516_666_020_000, "time_expired",
+              1e-8, 2e-8, 3e-8, 5e-9, 99.5),
+    ]  # fmt: skip
+    back = unpack_trades(pack_trades(trades), "X", "k" * 64)
+    assert [(t.position, t.close_reason) for t in back] == [
+        ("short", "stop_loss"),
+        ("long", "time_expired"),
+    ]
+    assert [_without_id(t) for t in back] == [_without_id(t) for t in trades]  # exact floats
+    assert len(pack_trades(trades)) == 2 * 72
+
+
+def _without_id(trade: Trade) -> list[object]:
+    return [getattr(trade, f.name) for f in dataclasses.fields(trade) if f.name != "signal_id"]

@@ -24,7 +24,7 @@ from rich.table import Table
 from btkit.adapters.store.atomic import atomic_write_bytes, check_writable, ensure_private_dir
 from btkit.adapters.store.param_sets import save_param_set
 from btkit.adapters.store.sweep_store import JobRecord, SweepStore
-from btkit.app.sweep_jobs import StrategyFiles, execute, row_trade, run_local
+from btkit.app.sweep_jobs import StrategyFiles, execute, run_local
 from btkit.app.sweep_plan import SweepOptions, SweepPlan, plan_sweep
 from btkit.domain.timefmt import format_time
 from btkit.engine.params import label
@@ -205,7 +205,7 @@ def _trades_by_set_and_window(
         (s, w): [] for s in range(len(planned.sets)) for w in range(len(planned.windows))
     }
     for key, (s, w, _) in planned.where.items():
-        trades[(s, w)].extend(row_trade(row) for row in records[key].trades)
+        trades[(s, w)].extend(records[key].trades)
     return trades
 
 

@@ -63,18 +63,6 @@ def file_digest(path: Path) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-_TRADE_FIELDS = tuple(field.name for field in dataclasses.fields(Trade))
-
-
-def trade_row(trade: Trade) -> tuple[object, ...]:
-    """A trade as a flat row (not `dataclasses.astuple`: it deep-copies, 20 % of a job)."""
-    return tuple(getattr(trade, name) for name in _TRADE_FIELDS)
-
-
-def row_trade(row: Sequence[object]) -> Trade:
-    return Trade(*row)  # type: ignore[arg-type]
-
-
 # --- the worker side -------------------------------------------------------------
 
 _lock = threading.Lock()
@@ -124,7 +112,7 @@ def execute(
         calls=failures.calls,
         failed=failures.failed,
         last_error=failures.last_error,
-        trades=tuple(trade_row(Trade.from_closed(c)) for c in outcome.closed),
+        trades=tuple(Trade.from_closed(c) for c in outcome.closed),
     )
 
 
