@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=525_600)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-cluster", action="store_true", help="skip the Dask run")
+    parser.add_argument("--no-local", action="store_true", help="skip the process-pool run")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="btkit-sweep-bench-"))
     try:
@@ -158,13 +159,15 @@ def main() -> None:
             f"side by side on {args.workers} cores: {side_by_side:.1f} s"
         )
 
-        elapsed, jobs = sweep(root, "data", args.workers, None)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(
-            f"local pool, {args.workers} workers: {jobs} jobs in {elapsed:.1f} s = "
-            f"{jobs / elapsed:.2f} jobs/s; peak memory of the largest worker {peak:.0f} MB; "
-            f"{elapsed / side_by_side:.2f} x the floor"
-        )
+        if not args.no_local:
+            elapsed, jobs = sweep(root, "data", args.workers, None)
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            print(
+                f"local pool, {args.workers} workers: {jobs} jobs in {elapsed:.1f} s = "
+                f"{jobs / elapsed:.2f} jobs/s; peak memory of the largest worker {peak:.0f} MB; "
+                f"{elapsed / side_by_side:.2f} x the floor",
+                flush=True,
+            )
         if args.no_cluster:
             return
         from distributed import Client, LocalCluster
