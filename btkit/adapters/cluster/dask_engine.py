@@ -75,6 +75,7 @@ def run_on_dask(
         try:
             for future in dask.as_completed(futures, loop=client.loop):
                 on_done(future.result())
+                future.release()  # else each worker keeps every result it made till the end
         finally:
             client.cancel(futures)
     finally:
