@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from btkit.api import Backtest, BacktestUtils, Live, LiveUtils, listen_signal_live
-    from btkit.context import get_average_price, get_candles
+    from btkit.context import get_average_price, get_candles, param
     from btkit.domain.candles import Candles
     from btkit.domain.model import (
         ActiveResult,
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Signal,
         TickResult,
     )
+    from btkit.engine.params import Choice, FloatRange, IntRange
     from btkit.strategies import StrategyDef, strategy
 
 __all__ = [
@@ -33,8 +34,11 @@ __all__ = [
     "BacktestUtils",
     "Candle",
     "Candles",
+    "Choice",
     "ClosedResult",
+    "FloatRange",
     "IdleResult",
+    "IntRange",
     "Live",
     "LiveUtils",
     "OpenSignal",
@@ -46,6 +50,7 @@ __all__ = [
     "get_average_price",
     "get_candles",
     "listen_signal_live",
+    "param",
     "strategy",
 ]
 
@@ -53,7 +58,8 @@ _HOME = {
     **dict.fromkeys(
         ["Backtest", "BacktestUtils", "Live", "LiveUtils", "listen_signal_live"], "api"
     ),
-    **dict.fromkeys(["get_average_price", "get_candles"], "context"),
+    **dict.fromkeys(["get_average_price", "get_candles", "param"], "context"),
+    **dict.fromkeys(["Choice", "FloatRange", "IntRange"], "engine.params"),
     "Candles": "domain.candles",
     **dict.fromkeys(
         [

@@ -12,6 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from btkit.engine.params import Value
 from btkit.ports import MarketData
 
 if TYPE_CHECKING:
@@ -35,6 +36,36 @@ class MethodContext:
 _execution: ContextVar[ExecutionContext] = ContextVar("btkit_execution")
 _method: ContextVar[MethodContext] = ContextVar("btkit_method")
 _market: ContextVar[MarketData] = ContextVar("btkit_market")
+_params: ContextVar[tuple[tuple[str, Value], ...]] = ContextVar("btkit_params")
+
+
+@contextmanager
+def bound_values(values: tuple[tuple[str, Value], ...]) -> Iterator[None]:
+    """Make `values` what `param()` reads during one strategy call."""
+    token = _params.set(values)
+    try:
+        yield
+    finally:
+        _params.reset(token)
+
+
+def param(name: str) -> Value:
+    """The current value of the strategy's declared parameter `name`.
+
+    Its default, unless `btkit sweep` or `--params NAME` chose another value.
+    """
+    try:
+        values = _params.get()
+    except LookupError:
+        raise RuntimeError(
+            f"param({name!r}) is only available inside a strategy that declares parameters "
+            "(`@strategy(..., params={...})`), while btkit runs it"
+        ) from None
+    for key, value in values:
+        if key == name:
+            return value
+    declared = ", ".join(key for key, _ in values)
+    raise KeyError(f"param({name!r}): not declared; this strategy declares {declared}")
 
 
 @contextmanager

@@ -19,9 +19,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from btkit.context import bound_values
 from btkit.domain.errors import ConfigError, StrategyLoadError
 from btkit.domain.model import Signal
 from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
+from btkit.engine.params import Space, Value, Values, check_space, checked_values, name_suffix
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,42 @@ class StrategyDef:
     on_close: Callback | None = None
     on_tick: Callback | None = None
     source: Path | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+    """Declared tunable parameters (name, IntRange | FloatRange | Choice), in order."""
+    values: tuple[tuple[str, Value], ...] = ()
+    """The parameter values this definition runs with (the defaults unless bound)."""
+    declared_name: str = ""
+    """The name in `@strategy(...)`; `name` adds the values once bound (`name+fast:10`)."""
+    unbound: StrategyDef | None = None
+    """The functions as written, before `param()` values were wrapped around them."""
 
     @property
     def interval_ms(self) -> int:
         return interval_ms(self.interval)
+
+    @property
+    def space(self) -> Space:
+        return dict(self.params)
+
+    def bind(self, values: Values) -> StrategyDef:
+        """This strategy run with `values` (missing ones at their default).
+
+        The name gains the values (`my-strategy+fast:10+slow:30`), so state files,
+        ledger runs, signal ids and reports of different parameter sets never mix.
+        """
+        base = self.unbound or self
+        family = self.declared_name or self.name
+        if not values and not base.params:
+            return self
+        try:
+            chosen = checked_values(base.space, values)
+        except ValueError as exc:
+            raise ConfigError(
+                f"Strategy {family!r}: {exc}. Run `btkit sweep` again or fix the saved "
+                "parameter set."
+            ) from None
+        bound = _wrapped(base, chosen)
+        return replace(bound, name=f"{family}+{name_suffix(chosen)}", source=self.source)
 
 
 def strategy(
@@ -57,12 +91,16 @@ def strategy(
     on_idle: Callback | None = None,
     on_close: Callback | None = None,
     on_tick: Callback | None = None,
+    params: Space | None = None,
 ) -> Callable[[SignalFunction], StrategyDef]:
     """Declare an async `get_signal(symbol)` as the strategy `name`.
 
     `interval` is the least time between two `get_signal` calls for a symbol;
     `warmup_minutes` is the history it needs before its first call. Callbacks
-    receive the tick result and may be plain or async functions.
+    receive the tick result and may be plain or async functions. `params`
+    declares tunable parameters (`{"fast": IntRange(5, 50, step=5)}`) that the
+    code reads with `param("fast")`: their defaults unless `btkit sweep` or
+    `--params NAME` binds other values.
     """
     if interval not in SIGNAL_INTERVALS:
         raise ValueError(
@@ -71,11 +109,16 @@ def strategy(
         )
     if warmup_minutes < 0:
         raise ValueError(f"strategy {name!r}: warmup_minutes must be >= 0")
+    space = dict(params or {})
+    try:
+        defaults = check_space(space)
+    except ValueError as exc:
+        raise ValueError(f"strategy {name!r}: {exc}") from None
 
     def decorate(function: SignalFunction) -> StrategyDef:
         if not inspect.iscoroutinefunction(function):
             raise TypeError(f"strategy {name!r}: get_signal must be an `async def` function")
-        return StrategyDef(
+        written = StrategyDef(
             name,
             interval,
             function,
@@ -85,9 +128,53 @@ def strategy(
             on_idle,
             on_close,
             on_tick,
+            params=tuple(space.items()),
+            declared_name=name,
         )
+        # No parameters: the functions run as written, exactly as before parameters existed.
+        return _wrapped(written, defaults) if space else written
 
     return decorate
+
+
+def _wrapped(written: StrategyDef, values: dict[str, Value]) -> StrategyDef:
+    """`written` whose every call sees `values` through `param()`."""
+    frozen = tuple(values.items())
+
+    async def get_signal(symbol: str) -> Signal | Mapping[str, Any] | None:
+        with bound_values(frozen):
+            return await written.get_signal(symbol)
+
+    return replace(
+        written,
+        get_signal=get_signal,
+        values=frozen,
+        unbound=written,
+        on_open=_wrapped_callback(written.on_open, frozen),
+        on_active=_wrapped_callback(written.on_active, frozen),
+        on_idle=_wrapped_callback(written.on_idle, frozen),
+        on_close=_wrapped_callback(written.on_close, frozen),
+        on_tick=_wrapped_callback(written.on_tick, frozen),
+    )
+
+
+def _wrapped_callback(
+    callback: Callback | None, values: tuple[tuple[str, Value], ...]
+) -> Callback | None:
+    if callback is None:
+        return None
+    function = callback
+
+    async def awaiting(pending: Awaitable[object]) -> object:
+        with bound_values(values):
+            return await pending
+
+    def call(result: Any) -> object:
+        with bound_values(values):
+            outcome = function(result)
+        return awaiting(outcome) if inspect.isawaitable(outcome) else outcome
+
+    return call
 
 
 @dataclass(frozen=True, slots=True)

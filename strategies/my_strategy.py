@@ -5,6 +5,8 @@ closes with where they stood 5 minutes earlier. When the fast one has crossed
 above the slow one it goes long, below it goes short. Take-profit and stop-loss
 sit at a multiple of the recent average 1m range, never closer than 0.4 % (the
 round-trip cost of fees and slippage), and the signal expires after an hour.
+The two lengths are tunable: `btkit sweep ETHBTC --strategy my-strategy` tries
+others (declared in `params=`, read with `param(...)`).
 
 It is an example of the API to copy, not a money-maker: on the shipped January
 2018 candles it loses about 0.4 % per trade after costs (see `btkit backtest`).
@@ -12,7 +14,7 @@ It is an example of the API to copy, not a money-maker: on the shipped January
 
 from statistics import fmean
 
-from btkit import Signal, get_average_price, get_candles, strategy
+from btkit import IntRange, Signal, get_average_price, get_candles, param, strategy
 
 FAST = 10
 SLOW = 30
@@ -20,24 +22,33 @@ LOOKBACK = 5  # minutes between the two comparisons: the strategy's interval
 MIN_DISTANCE = 0.004  # 0.4 % of the price
 
 
-@strategy("my-strategy", interval="5m", warmup_minutes=SLOW + LOOKBACK)
+@strategy(
+    "my-strategy",
+    interval="5m",
+    warmup_minutes=SLOW + LOOKBACK,
+    params={
+        "fast": IntRange(5, 25, step=5, default=FAST),
+        "slow": IntRange(20, 60, step=10, default=SLOW),
+    },
+)
 async def my_strategy(symbol: str) -> Signal | None:
-    candles = await get_candles(symbol, "1m", SLOW + LOOKBACK)
-    if len(candles) < SLOW + LOOKBACK:
+    fast, slow = int(param("fast")), int(param("slow"))
+    candles = await get_candles(symbol, "1m", slow + LOOKBACK)
+    if len(candles) < slow + LOOKBACK:
         return None  # not enough history yet, or a gap in the data
     # Columns (`candles.close`, `.high`, ...) are read-only NumPy arrays over btkit's
     # own memory: no candle objects are built. fmean sums exactly, in any order.
     closes = candles.close.tolist()
     earlier = closes[:-LOOKBACK]
-    fast_now, slow_now = fmean(closes[-FAST:]), fmean(closes[-SLOW:])
-    fast_then, slow_then = fmean(earlier[-FAST:]), fmean(earlier[-SLOW:])
+    fast_now, slow_now = fmean(closes[-fast:]), fmean(closes[-slow:])
+    fast_then, slow_then = fmean(earlier[-fast:]), fmean(earlier[-slow:])
     crossed_up = fast_then <= slow_then and fast_now > slow_now
     crossed_down = fast_then >= slow_then and fast_now < slow_now
     if not (crossed_up or crossed_down):
         return None
 
     price = await get_average_price(symbol)
-    typical_range = fmean((candles.high[-SLOW:] - candles.low[-SLOW:]).tolist())
+    typical_range = fmean((candles.high[-slow:] - candles.low[-slow:]).tolist())
     distance = max(2 * typical_range, MIN_DISTANCE * price)
     if crossed_up:
         return Signal(

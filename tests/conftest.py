@@ -88,7 +88,7 @@ class Project:
 # listed below. Every test is watched: one that starts a process without the mark fails
 # with a note saying how to mark it, so `-m "not system"` stays honest.
 
-SYSTEM_MODULES: frozenset[str] = frozenset()
+SYSTEM_MODULES: frozenset[str] = frozenset({"test_sweep_cli", "test_sweep_cluster"})
 """Modules whose every test is a system test although the source check cannot see it."""
 _STARTS_PROCESSES = ("project.run(", "project.start(", "subprocess.", "run_limited(", "Popen(")
 _PROCESS_EVENTS = frozenset({"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn"})

@@ -25,6 +25,7 @@ from btkit.drivers.backtest import BacktestRun, Progress
 from btkit.drivers.runner import StrategyFailures
 from btkit.engine.frames import Frame, default_start, frame_for
 from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
+from btkit.engine.params import Value, Values
 from btkit.engine.pnl import Costs
 from btkit.market.arrays import CandleArrays
 from btkit.settings import Settings
@@ -47,6 +48,8 @@ class BacktestJob:
     candles_file: Path
     frame: Frame
     costs: Costs
+    params: tuple[tuple[str, Value], ...] = ()
+    """Parameter values bound to the strategy (`--params NAME`); none: as declared."""
 
 
 @dataclass
@@ -86,6 +89,7 @@ def plan(
     start: int | None = None,
     end: int | None = None,
     step: str = "1m",
+    params: Values | None = None,
 ) -> Plan:
     """Check strategy, files and ranges before any work starts.
 
@@ -95,6 +99,8 @@ def plan(
     if step not in SIGNAL_INTERVALS:
         raise ConfigError(f"--step must be one of {', '.join(SIGNAL_INTERVALS)}, not {step!r}.")
     strategy = resolve_strategy(settings.strategies_dir, strategy_name)
+    if params is not None:
+        strategy = strategy.bind(params)
     paths = [find_candle_file(settings.candles_dir, symbol) for symbol in symbols]
     files = {path.name.removesuffix(SUFFIX): path for path in paths}  # ETH/BTC -> ETH-BTC
     if len(files) < len(paths):
@@ -117,12 +123,13 @@ def plan(
         jobs.append(
             BacktestJob(
                 symbol,
-                strategy.name,
+                strategy.declared_name or strategy.name,
                 settings.strategies_dir,
                 exchange_name,
                 files[symbol],
                 frame,
                 settings.costs,
+                tuple(params.items()) if params is not None else (),
             )
         )
     return Plan(strategy, jobs, history)
@@ -171,6 +178,8 @@ def _init_worker(progress: multiprocessing.Queue[tuple[str, int]]) -> None:
 
 def _run_in_worker(job: BacktestJob) -> SymbolOutcome:
     strategy = resolve_strategy(job.strategies_dir, job.strategy_name, warn=False)
+    if job.params:
+        strategy = strategy.bind(dict(job.params))
     sink = _progress_queue
 
     def report(when: int) -> None:

@@ -25,6 +25,7 @@ from btkit.adapters.store.atomic import check_writable
 from btkit.app.backtest_jobs import SymbolOutcome, plan, run_all
 from btkit.domain.model import MINUTE_MS, result_to_dict
 from btkit.domain.timefmt import format_time
+from btkit.engine.params import Value
 from btkit.engine.statistics import Trade, summarize
 from btkit.settings import Settings
 from btkit.wiring.clocks import wall_time_ms
@@ -68,14 +69,19 @@ def run_backtest_command(
     json_lines: bool,
     workers: int | None,
     step: str = "1m",
+    params: dict[str, Value] | None = None,
     stdout: Console,
     stderr: Console,
 ) -> int:
     report_path = out or settings.logs_dir / "backtest" / f"{strategy_name}.md"
     for folder in (settings.data_dir, report_path.parent):
         check_writable(folder)  # the ledger and the report: refuse before the work, not after
-    planned = plan(settings, symbols, strategy_name, exchange, start=start, end=end, step=step)
+    planned = plan(
+        settings, symbols, strategy_name, exchange, start=start, end=end, step=step, params=params
+    )
     strategy, jobs = planned.strategy, planned.jobs
+    if out is None:  # bound parameters name the report too (`my-strategy+fast:10.md`)
+        report_path = settings.logs_dir / "backtest" / f"{strategy.name}.md"
     started = time.perf_counter()
     progress = Progress(
         TextColumn("{task.description}"),

@@ -54,6 +54,14 @@ LogLevel = Annotated[
         "WARNING for the others]",
     ),
 ]
+ParamsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--params",
+        metavar="NAME",
+        help="Run with a parameter set saved by `btkit sweep` (default: the declared defaults)",
+    ),
+]
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "on", "off"})
 
@@ -159,6 +167,19 @@ def _times(
     return first, last
 
 
+def _param_values(settings: Settings, strategy: str, name: str | None) -> Any:
+    """The saved parameter set `name` of `strategy` (None without --params); exits 2 if unknown."""
+    if name is None:
+        return None
+    from btkit.adapters.store.param_sets import load_param_set
+    from btkit.domain.errors import BtkitError
+
+    try:
+        return tuple(load_param_set(settings.data_dir, strategy, name).items())
+    except BtkitError as exc:
+        _fail(str(exc), exc.exit_code)
+
+
 def _parse_speed(text: str) -> float | None:
     if text == "max":
         return None
@@ -251,6 +272,7 @@ def live(
     json_output: Annotated[
         bool, _flag("--json", help="Print each event as one JSON object per line")
     ] = False,
+    params: ParamsOption = None,
     strategies_dir: StrategiesDir = None,
     data_dir: DataDir = None,
     logs_dir: LogsDir = None,
@@ -276,6 +298,7 @@ def live(
         speed=_parse_speed(speed),
         restart=restart,
         sandbox=sandbox,
+        params=_param_values(settings, strategy, params),
     )
     printer = make_printer(choose_mode(json_output, sys.stdout))
     _exit_with(
@@ -330,6 +353,7 @@ def backtest(
     workers: Annotated[
         int | None, typer.Option(min=1, help="Processes for several symbols (default: cores)")
     ] = None,
+    params: ParamsOption = None,
     strategies_dir: StrategiesDir = None,
     data_dir: DataDir = None,
     logs_dir: LogsDir = None,
@@ -344,6 +368,7 @@ def backtest(
     settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
     _logging(settings, log_level, "WARNING")
     start_ms, end_ms = _times(start, end)
+    values = _param_values(settings, strategy, params)
     _exit_with(
         lambda: run_backtest_command(
             settings,
@@ -356,10 +381,114 @@ def backtest(
             json_lines=json_output,
             workers=workers,
             step=step,
+            params=None if values is None else dict(values),
             stdout=_console(),
             stderr=Console(stderr=True, highlight=False),
         ),
         interrupted="backtest stopped; nothing was recorded and no report was written.",
+    )
+
+
+# --- sweep -----------------------------------------------------------------------
+
+METRICS = ("sharpe", "total-return", "profit-factor")
+
+
+@app.command(
+    epilog=_examples(
+        "btkit sweep ETHBTC LTCBTC --strategy my-strategy --start 2018-01-21 --end 2018-01-30",
+        "btkit sweep ETHBTC -s my-strategy --samples 50 --metric total-return --folds 3",
+        "btkit sweep ETHBTC -s my-strategy --max-drawdown 20 --json | jq .best",
+        "btkit sweep ETHBTC -s my-strategy --cluster tcp://10.0.0.5:8786   (pip install "
+        "'btkit[cluster]')",
+        "btkit backtest ETHBTC -s my-strategy --params best   (the saved winner)",
+    )
+)
+def sweep(
+    symbols: Annotated[
+        list[str],
+        typer.Argument(metavar="SYMBOL", help="Symbols with candle files, e.g. ETHBTC"),
+    ],
+    strategy: Annotated[
+        str, typer.Option("--strategy", "-s", metavar="NAME", help="Strategy name")
+    ],
+    start: Annotated[
+        str | None,
+        typer.Option(metavar="DATE", help="Period start, UTC (default: data start + warm-up)"),
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(metavar="DATE", help="Period end, UTC (default: data end)")
+    ] = None,
+    grid: Annotated[
+        bool, _flag("--grid", help="Every combination of the declared values (the default)")
+    ] = False,
+    samples: Annotated[
+        int | None, typer.Option(min=1, help="N random combinations instead of the grid")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --samples (same seed, same points)")] = 0,
+    metric: Annotated[
+        str, typer.Option(help="Rank by: sharpe, total-return or profit-factor")
+    ] = "sharpe",
+    max_drawdown: Annotated[
+        float | None,
+        typer.Option(metavar="PCT", min=0.0, help="Never choose a set whose drawdown exceeds PCT"),
+    ] = None,
+    folds: Annotated[
+        int,
+        typer.Option(min=1, help="Walk-forward: tune on each of K windows, test on the next"),
+    ] = 1,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Local processes (default: cores)")
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(metavar="ADDRESS", help="Run the jobs on this Dask scheduler instead"),
+    ] = None,
+    save: Annotated[
+        str, typer.Option(metavar="NAME", help="Save the best parameter set under this name")
+    ] = "best",
+    json_output: Annotated[bool, _flag("--json", help="Print the results as JSON")] = False,
+    strategies_dir: StrategiesDir = None,
+    data_dir: DataDir = None,
+    logs_dir: LogsDir = None,
+    log_level: LogLevel = None,
+) -> None:
+    """Backtest parameter sets x symbols, rank them, and check the best out of sample.
+
+    Finished jobs are kept in <data>/sweeps/, so an interrupted sweep resumes where it
+    stopped; the report goes to <logs>/sweep/<strategy>.md.
+    """
+    from rich.console import Console
+
+    from btkit.app.sweep_plan import SweepOptions
+    from btkit.cli.sweep_command import Engine, Ranking, run_sweep_command
+
+    _check_symbols(symbols)
+    if grid and samples is not None:
+        _fail("give --grid or --samples N, not both", 2)
+    if metric not in METRICS:
+        _fail(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}", 2)
+    if not _NAME.match(save):
+        _fail(f"--save {save!r}: use lower-case letters, digits, '-' and '_'", 2)
+    settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
+    _logging(settings, log_level, "WARNING")
+    start_ms, end_ms = _times(start, end)
+    options = SweepOptions(start=start_ms, end=end_ms, samples=samples, seed=seed, folds=folds)
+    _exit_with(
+        lambda: run_sweep_command(
+            settings,
+            symbols,
+            strategy_name=strategy,
+            options=options,
+            ranking=Ranking(metric, max_drawdown),
+            engine=Engine(workers, cluster),
+            save_as=save,
+            json_output=json_output,
+            stdout=_console(),
+            stderr=Console(stderr=True, highlight=False),
+        ),
+        interrupted="sweep stopped; finished jobs are kept in <data>/sweeps/ and the same "
+        "command resumes after them.",
     )
 
 

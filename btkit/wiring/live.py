@@ -30,6 +30,7 @@ from btkit.drivers.live import LiveOptions, LiveSession
 from btkit.drivers.runner import SymbolRunner
 from btkit.engine.frames import default_start
 from btkit.engine.intervals import floor_to
+from btkit.engine.params import Value
 from btkit.market.service import ExchangeMarket
 from btkit.ports import Clock, Exchange
 from btkit.settings import Settings
@@ -54,6 +55,8 @@ class RunOptions:
     """Simulated minutes per wall second; None runs as fast as possible."""
     restart: bool = False
     sandbox: bool = False
+    params: tuple[tuple[str, Value], ...] | None = None
+    """Parameter values to run the strategy with (`--params NAME`); None: as declared."""
 
 
 @dataclass
@@ -86,6 +89,8 @@ async def open_live(
     _check_arguments(symbols, exchange_name, options)
     is_replay = exchange_name == REPLAY
     strategy = resolve_strategy(settings.strategies_dir, strategy_name)
+    if options.params is not None:
+        strategy = strategy.bind(dict(options.params))
     for folder in (settings.signal_dir, settings.logs_dir):
         check_writable(folder)  # a read-only or full disk is found before any trading
     ensure_file_descriptors(len(symbols))

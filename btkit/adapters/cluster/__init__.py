@@ -1,0 +1,1 @@
+"""Engines that run independent jobs on other machines (optional extras)."""
