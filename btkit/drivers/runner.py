@@ -15,7 +15,7 @@ import dataclasses
 import inspect
 import logging
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, TypeVar
 
@@ -30,6 +30,7 @@ from btkit.domain.model import (
     OpenSignal,
     PersistedState,
     Signal,
+    StreamedResult,
     TickResult,
 )
 from btkit.drivers.strategy_clock import TimedMarket
@@ -96,6 +97,14 @@ class NoLedger:
 
     def closed_at(self, signal_id: str) -> int | None:
         return None
+
+    def undelivered(
+        self, strategy: str, exchange: str, symbols: Sequence[str]
+    ) -> list[StreamedResult]:
+        return []
+
+    async def mark_delivered(self, result: StreamedResult) -> None:
+        pass
 
 
 class SymbolRunner:

@@ -148,6 +148,7 @@ async def open_live(
             on_closed=lambda _: reports.on_closed(),
             on_stop=retry_sleep.stop.set,
             on_cycle=on_cycle,
+            ledger=ledger,  # re-delivers what a crash kept from the consumer
         )
         yield LiveSetup(session, strategy, resolved, start_ms, label, already_finished)
 
