@@ -8,12 +8,18 @@ SIGKILL at a random moment (from the moment it handles SIGTERM, its first line),
 --kills times, restarting after each; every fifth round sends SIGTERM instead
 and times the clean exit. Then it compares the two
 ledgers: the same signals opened (each once) and the same closes to the last
-digit, and no temporary or corrupt file left. Exits 1 on any difference.
+digit, and no temporary or corrupt file left. Every run's `--json` stdout is
+kept: every ledger event must have reached some run's stream at least once,
+nothing the ledger lacks may appear, and per symbol the first appearances must
+be in sequence order (bench/delivery_check.py). Exits 1 on any difference.
+`--point NAME` kills at that crash point (btkit/faults.py), the n-th pass at
+random, instead of at a random moment.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import signal
@@ -23,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from delivery_check import check_delivery
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOLS = ("ETHBTC", "LTCBTC", "XLMBTC")
@@ -50,6 +58,7 @@ def command(data: str) -> list[str]:
         "my-strategy",
         "--speed",
         "max",
+        "--json",
         "--data-dir",
         data,
     ]
@@ -98,14 +107,31 @@ def wait_until_catching_sigterm(process: subprocess.Popen[bytes], timeout: float
     return False
 
 
-def torture(root: Path, kills: int, seed: int, run_seconds: float) -> dict[str, float]:
+def run_output(root: Path, number: int) -> Path:
+    """Where run `number` writes its stdout (a file: a killed process loses no line)."""
+    return root / "streams" / f"{number:05d}.jsonl"
+
+
+def torture(
+    root: Path, kills: int, seed: int, run_seconds: float, point: str | None = None
+) -> dict[str, float]:
     rng = random.Random(seed)
     figures = {"kills": 0, "sigterms": 0, "slowest_sigterm_s": 0.0, "restarts": 0}
+    (root / "streams").mkdir(exist_ok=True)
     for round_number in range(1, kills + 1):
-        process = subprocess.Popen(
-            command("data"), cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
+        env = None
+        if point is not None:  # the n-th pass of the point, n at random
+            env = {**os.environ, "BTKIT_FAULT_KILL_AT": f"{point}:{rng.randint(1, 40)}"}
+        with run_output(root, round_number).open("w") as out:
+            process = subprocess.Popen(
+                command("data"), cwd=root, stdout=out, stderr=subprocess.DEVNULL, env=env
+            )
         figures["restarts"] += 1
+        if point is not None:
+            if process.wait() == -signal.SIGKILL:
+                figures["kills"] += 1
+                continue
+            break  # it ended without passing the point that often: the replay is complete
         if not wait_until_catching_sigterm(process):
             break  # the replay was already complete
         # At most one uninterrupted run's time in all, so the replay cannot end before the
@@ -134,6 +160,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--point", help="kill at this crash point instead of at random")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="btkit-torture-") as folder:
         root = Path(folder)
@@ -141,11 +168,13 @@ def main() -> int:
         started = time.monotonic()
         subprocess.run(command("reference"), cwd=root, check=True, capture_output=True)
         run_seconds = time.monotonic() - started
-        figures = torture(root, args.kills, args.seed, run_seconds)
+        figures = torture(root, args.kills, args.seed, run_seconds, args.point)
         final = subprocess.run(command("data"), cwd=root, capture_output=True, text=True)
         if final.returncode != 0:
             print(final.stderr)
             return 1
+        streams = [p.read_text() for p in sorted((root / "streams").iterdir())]
+        delivery = check_delivery(root / "data" / "btkit.sqlite", [*streams, final.stdout])
         expected = ledger(root / "reference" / "btkit.sqlite")
         got = ledger(root / "data" / "btkit.sqlite")
         leftovers = [
@@ -168,7 +197,15 @@ def main() -> int:
             f"closed signals identical: {'yes' if identical else 'NO'}; "
             f"temporary or corrupt files left: {len(leftovers)}"
         )
-        return 0 if identical and not leftovers else 1
+        kills = max(figures["kills"], 1)
+        print(
+            f"delivery: {delivery.ledger_events} ledger events, {delivery.streamed} streamed "
+            f"lines; never delivered: {len(delivery.lost)} ({delivery.lost_closed} closed); "
+            f"not in the ledger: {len(delivery.unknown)}; symbols out of order: "
+            f"{len(delivery.out_of_order)}; repeats: {delivery.repeats} "
+            f"({delivery.repeats / kills:.2f} per kill), flagged redelivered: {delivery.flagged}"
+        )
+        return 0 if identical and not leftovers and delivery.ok else 1
 
 
 if __name__ == "__main__":
