@@ -57,6 +57,31 @@ class LiveOptions:
     """get_signal failures in a row after which the status line names the symbol."""
 
 
+class _Taken:
+    """Events the consumer has taken, marked delivered in bursts: per symbol only the
+    latest counts, so a burst of events costs one ledger write per symbol, not per event.
+    The mark lags by at most `MARK_EVERY` events (re-delivered after a crash, never lost).
+    """
+
+    MARK_EVERY = 64
+
+    def __init__(self, ledger: EventLog) -> None:
+        self._ledger = ledger
+        self._latest: dict[tuple[str, str, str], StreamedResult] = {}
+        self._count = 0
+
+    async def add(self, result: StreamedResult) -> None:
+        self._latest[(result.strategy_name, result.exchange_name, result.symbol)] = result
+        self._count += 1
+        if self._count >= self.MARK_EVERY:
+            await self.mark()
+
+    async def mark(self) -> None:
+        latest, self._latest, self._count = list(self._latest.values()), {}, 0
+        if latest:
+            await asyncio.gather(*(self._ledger.mark_delivered(r) for r in latest))
+
+
 class LiveSession:
     def __init__(
         self,
@@ -144,10 +169,16 @@ class LiveSession:
         # leave a failed gather behind for asyncio to print as a traceback.
         finished = asyncio.gather(*tasks, return_exceptions=True)
         finished.add_done_callback(lambda _: self._queue.put_nowait(None))
+        taken = _Taken(self._ledger)
         try:
-            while (result := await self._queue.get()) is not None:
+            while True:
+                if self._queue.empty():
+                    await taken.mark()  # before waiting: the consumer is idle too
+                if (result := await self._queue.get()) is None:
+                    break
                 yield result
-                await self._ledger.mark_delivered(result)  # the consumer came back for more
+                await taken.add(result)  # the consumer came back for more: it has it
+            await taken.mark()
             for outcome in await finished:
                 if isinstance(outcome, BaseException):
                     raise outcome
