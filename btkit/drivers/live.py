@@ -58,28 +58,41 @@ class LiveOptions:
 
 
 class _Taken:
-    """Events the consumer has taken, marked delivered in bursts: per symbol only the
-    latest counts, so a burst of events costs one ledger write per symbol, not per event.
-    The mark lags by at most `MARK_EVERY` events (re-delivered after a crash, never lost).
-    """
+    """Marks the events the consumer has taken as delivered, one write at a time.
 
-    MARK_EVERY = 64
+    The write runs beside the stream, so the consumer never waits for it; events
+    taken meanwhile are coalesced (per symbol only the latest counts) into the next
+    write. The mark lags, never leads: a crash re-delivers a little, loses nothing.
+    """
 
     def __init__(self, ledger: EventLog) -> None:
         self._ledger = ledger
         self._latest: dict[tuple[str, str, str], StreamedResult] = {}
-        self._count = 0
+        self._writer: asyncio.Task[None] | None = None
 
-    async def add(self, result: StreamedResult) -> None:
+    def add(self, result: StreamedResult) -> None:
+        if self._writer is not None and self._writer.done():
+            self._writer.result()  # a failed write (disk full) ends the stream loudly
+            self._writer = None
         self._latest[(result.strategy_name, result.exchange_name, result.symbol)] = result
-        self._count += 1
-        if self._count >= self.MARK_EVERY:
-            await self.mark()
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="btkit-delivered")
 
-    async def mark(self) -> None:
-        latest, self._latest, self._count = list(self._latest.values()), {}, 0
-        if latest:
+    async def _write(self) -> None:
+        while self._latest:
+            latest, self._latest = list(self._latest.values()), {}
             await asyncio.gather(*(self._ledger.mark_delivered(r) for r in latest))
+
+    async def flush(self) -> None:
+        """The stream ended: every taken event marked when this returns."""
+        if self._writer is not None:
+            await self._writer
+            self._writer = None
+
+    def abandon(self) -> None:
+        """The consumer left early: what is not written yet is simply delivered again."""
+        if self._writer is not None:
+            self._writer.cancel()
 
 
 class LiveSession:
@@ -171,18 +184,15 @@ class LiveSession:
         finished.add_done_callback(lambda _: self._queue.put_nowait(None))
         taken = _Taken(self._ledger)
         try:
-            while True:
-                if self._queue.empty():
-                    await taken.mark()  # before waiting: the consumer is idle too
-                if (result := await self._queue.get()) is None:
-                    break
+            while (result := await self._queue.get()) is not None:
                 yield result
-                await taken.add(result)  # the consumer came back for more: it has it
-            await taken.mark()
+                taken.add(result)  # the consumer came back for more: it has this one
+            await taken.flush()
             for outcome in await finished:
                 if isinstance(outcome, BaseException):
                     raise outcome
         finally:
+            taken.abandon()
             heartbeat.cancel()
             for task in tasks:
                 task.cancel()
