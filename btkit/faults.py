@@ -4,7 +4,8 @@
 time (default 1st) it passes `<point>`, so tests can prove that a crash between
 any two steps of an open or a close loses and duplicates nothing. Points:
 `open:state-written`, `open:ledger-written`, `close:ledger-written`,
-`close:state-written`.
+`close:state-written`, and `event:printed` (an event written to stdout, not yet
+marked delivered in the ledger).
 """
 
 from __future__ import annotations

@@ -93,6 +93,18 @@ class EventLog(Protocol):
         """When the signal closed, if the ledger has its close."""
         ...
 
+    def undelivered(
+        self, strategy: str, exchange: str, symbols: Sequence[str]
+    ) -> list[StreamedResult]:
+        """This run's events of these symbols not yet marked delivered, in sequence order,
+        rebuilt with their ids and seq and flagged `redelivered`."""
+        ...
+
+    async def mark_delivered(self, result: StreamedResult) -> None:
+        """The stream's consumer has `result`. Call it only after the consumer took the
+        event: the mark may lag (an event is then delivered again), never run ahead."""
+        ...
+
 
 @dataclass
 class StartupInfo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ from btkit.domain.model import (
     MINUTE_MS,
     Candle,
     ClosedResult,
+    OpenedResult,
     OpenSignal,
     PersistedState,
     StreamedResult,
@@ -184,6 +186,8 @@ class FakeEventLog:
         self.journal = journal if journal is not None else []
         self._seqs: dict[tuple[str, str], int] = {}
         self._closed_at: dict[str, int] = {}
+        self.delivered: dict[str, int] = {}
+        """Symbol -> highest seq the consumer took."""
 
     async def record_opened(self, signal: OpenSignal) -> int:
         return await self._record("opened", signal.id, signal)
@@ -194,6 +198,36 @@ class FakeEventLog:
 
     def closed_at(self, signal_id: str) -> int | None:
         return self._closed_at.get(signal_id)
+
+    def undelivered(
+        self, strategy: str, exchange: str, symbols: Sequence[str]
+    ) -> list[StreamedResult]:
+        """Events above each symbol's watermark, rebuilt and flagged, in seq order."""
+        found: list[StreamedResult] = []
+        for seq, _, event in self.events:
+            if isinstance(event, ClosedResult):
+                result: StreamedResult = dataclasses.replace(event, seq=seq, redelivered=True)
+            else:
+                result = OpenedResult(
+                    strategy_name=event.strategy_name,
+                    exchange_name=event.exchange_name,
+                    symbol=event.symbol,
+                    timestamp=event.timestamp,
+                    current_price=event.price_open,
+                    signal=event,
+                    seq=seq,
+                    redelivered=True,
+                )
+            mine = (result.strategy_name, result.exchange_name) == (strategy, exchange)
+            if mine and result.symbol in symbols and seq > self.delivered.get(result.symbol, 0):
+                found.append(result)
+        return found
+
+    async def mark_delivered(self, result: StreamedResult) -> None:
+        await asyncio.sleep(0)
+        if result.seq is not None:
+            previous = self.delivered.get(result.symbol, 0)
+            self.delivered[result.symbol] = max(previous, result.seq)
 
     async def _record(self, action: str, signal_id: str, event: OpenSignal | ClosedResult) -> int:
         await asyncio.sleep(0)

@@ -128,3 +128,34 @@ def test_a_consumer_that_fails_leaves_no_unretrieved_task_error(project, caplog)
     gc.collect()  # an unretrieved failure is reported when its future is collected
     assert "never retrieved" not in caplog.text
     assert "Traceback" not in caplog.text
+
+
+def test_run_redelivers_what_a_consumer_left_untaken_first_and_to_listeners(project):
+    """A consumer that stops taking events (its process dies) gets them first next time."""
+    project.write_strategy("always_long.py", ALWAYS_LONG)
+    settings = settings_for(project)
+
+    async def take(count):
+        taken = []
+        async for result in Live.run(
+            "ETHBTC", strategy="always-long", exchange="replay", settings=settings
+        ):
+            taken.append(result)
+            if len(taken) == count:
+                return taken
+        return taken
+
+    first = asyncio.run(take(3))
+    heard = []
+    unsubscribe = listen_signal_live(heard.append)
+    try:
+        again = asyncio.run(take(1))
+    finally:
+        unsubscribe()
+    assert again == heard
+    assert again[0].redelivered
+    assert (again[0].seq, again[0].signal.id, again[0].action) == (
+        first[-1].seq,
+        first[-1].signal.id,
+        first[-1].action,
+    )

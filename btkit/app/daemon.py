@@ -13,6 +13,7 @@ from btkit.domain.model import OpenedResult
 from btkit.domain.timefmt import format_time
 from btkit.drivers.live import LiveSession
 from btkit.drivers.loop_watchdog import LoopWatchdog
+from btkit.faults import crash_point
 from btkit.ports import EventPrinter, StartupInfo
 from btkit.settings import Settings
 from btkit.wiring.live import LiveSetup, RunOptions, open_live
@@ -89,7 +90,7 @@ async def _run(
         control.running(session)
         session.on_status = lambda changed: notifier.send(f"STATUS={changed.status_line()}")
         notifier.ready(session.status_line())
-        opened = closed = 0
+        opened = closed = redelivered = 0
         watchdog = LoopWatchdog(
             blocked_after=settings.strategy_timeout_seconds,
             describe=lambda: (
@@ -100,7 +101,9 @@ async def _run(
         pulse = asyncio.create_task(watchdog.run(), name="btkit-loop-watchdog")
         try:
             async for result in setup.session.events():
-                printer.event(result)
+                printer.event(result)  # flushed: written to stdout before it counts delivered
+                crash_point("event:printed")
+                redelivered += result.redelivered
                 if isinstance(result, OpenedResult):
                     opened += 1
                 else:
@@ -112,6 +115,7 @@ async def _run(
         printer.finish(
             f"stopped: {opened} opened, {closed} closed, {still_open} open signal(s) kept "
             "in the state files for the next start"
+            + (f"; {redelivered} event(s) redelivered from before a crash" if redelivered else "")
             + (
                 f"; failed symbols: {' '.join(session.failed_symbols)}"
                 if session.failed_symbols

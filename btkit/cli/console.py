@@ -52,7 +52,18 @@ def _price(value: float) -> str:
     return f"{value:.8g}"
 
 
+REDELIVERED = "REDELIVERED"
+"""Marks an event emitted again after a crash: it may have been seen before (same id)."""
+
+
 def _event_fields(result: StreamedResult) -> list[str]:
+    fields = _plain_fields(result)
+    if result.redelivered:
+        fields.append(REDELIVERED)
+    return fields
+
+
+def _plain_fields(result: StreamedResult) -> list[str]:
     signal = result.signal
     head = [format_time(result.timestamp), result.action.upper(), result.symbol, signal.position]
     if isinstance(result, OpenedResult):
@@ -110,7 +121,11 @@ class PlainPrinter:
 
 
 class JsonPrinter(PlainPrinter):
-    """stdout carries only events, one JSON object a line; the rest goes to the log."""
+    """stdout carries only events, one JSON object a line; the rest goes to the log.
+
+    Each line has the event's ledger `seq` and `redelivered` (true for an event
+    emitted again after a crash): deduplicate by seq, or by signal id and action.
+    """
 
     def startup(self, info: StartupInfo) -> None:
         for key, value in _startup_rows(info):
@@ -136,14 +151,17 @@ class RichPrinter:
         self._console.print(Panel(table, title="btkit live", expand=False))
 
     def event(self, result: StreamedResult) -> None:
-        fields = _event_fields(result)
+        fields = _plain_fields(result)
         if isinstance(result, ClosedResult):
             colour = "green" if result.pnl.pnl_percentage >= 0 else "red"
             fields[-2] = f"[{colour}]{fields[-2]}[/{colour}]"
             fields[1] = "[magenta]CLOSED[/magenta]"
         else:
             fields[1] = "[cyan]OPENED[/cyan]"
+        if result.redelivered:
+            fields.append(f"[bold yellow]{REDELIVERED}[/bold yellow]")
         self._console.print("  ".join(fields))
+        self._console.file.flush()  # on screen before the event counts as delivered
 
     def finish(self, message: str) -> None:
         self._console.print(f"[bold]{message}[/bold]")

@@ -676,6 +676,59 @@ def report(
     )
 
 
+@app.command(
+    epilog=_examples(
+        "btkit events --follow                              (every live event, then new ones)",
+        "btkit events -s my-strategy --since 1200 --follow  (after the last seq you handled)",
+        "btkit events --symbol ETHBTC | jq -c '{seq, action, id: .signal.id}'",
+    )
+)
+def events(
+    strategy: Annotated[
+        str | None, typer.Option("--strategy", "-s", metavar="NAME", help="Only this strategy")
+    ] = None,
+    symbol: Annotated[str | None, typer.Option(help="Only this symbol")] = None,
+    since: Annotated[
+        int,
+        typer.Option(
+            metavar="SEQ", min=0, help="Only events with a higher seq (the last one you handled)"
+        ),
+    ] = 0,
+    follow: Annotated[
+        bool, _flag("--follow", "-f", help="Keep printing new events until Ctrl-C / SIGTERM")
+    ] = False,
+    mode: Annotated[str, typer.Option(help="live or backtest")] = "live",
+    data_dir: DataDir = None,
+) -> None:
+    """Print the ledger's events as JSON lines in seq order, each once (works while daemons run).
+
+    Each line is an event as `btkit live --json` prints it, with its `seq`, `run_id`
+    and `mode`. Keep the last seq you handled and pass it as --since to read on
+    from there, exactly once, from another process.
+    """
+    from btkit.wiring.system import stop_latch
+
+    latch = stop_latch()  # Ctrl-C, SIGTERM or SIGHUP end --follow cleanly, exit 0
+    from btkit.app.events_command import run_events
+
+    if mode not in ("live", "backtest"):
+        _fail(f"--mode must be live or backtest, not {mode!r}", 2)
+    settings = _settings(data_dir=data_dir)
+    _logging(settings, None, "WARNING")
+    _exit_with(
+        lambda: run_events(
+            settings,
+            strategy=strategy,
+            symbol=symbol,
+            since=since,
+            mode="live" if mode == "live" else "backtest",
+            follow=follow,
+            stop=latch.requested,
+        ),
+        interrupted="events stopped; the ledger is unchanged.",
+    )
+
+
 @app.command(epilog=_examples("btkit status", "btkit status --data-dir /srv/btkit/data"))
 def status(data_dir: DataDir = None) -> None:
     """Show the open signals in the state files, and which have no daemon."""

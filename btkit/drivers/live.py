@@ -9,6 +9,12 @@ A symbol whose loop fails is restarted with backoff and named in the status
 line and heartbeat while it is down; while any symbol is down no tick cycle
 completes, so the systemd watchdog is not fed. After `symbol_restarts` failures
 in a row the process ends with status 1.
+
+Delivery (SPEC §5): every event the ledger holds reaches the consumer at least
+once, in order per symbol. On start the session first yields the events of its
+symbols that were recorded but not marked delivered (a crash after the ledger
+write, or events still queued when the process died), flagged `redelivered`;
+an event is marked delivered when the consumer comes back for the next one.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ from dataclasses import dataclass
 from btkit.domain.errors import BtkitError, ExchangeError, ExchangeOutageError, StorageError
 from btkit.domain.model import MINUTE_MS, ClosedResult, OpenedResult, StreamedResult
 from btkit.domain.timefmt import format_time, format_time_seconds
-from btkit.drivers.runner import SymbolRunner
+from btkit.drivers.runner import NoLedger, SymbolRunner
 from btkit.engine.intervals import floor_to
-from btkit.ports import Clock
+from btkit.ports import Clock, EventLog
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +57,44 @@ class LiveOptions:
     """get_signal failures in a row after which the status line names the symbol."""
 
 
+class _Taken:
+    """Marks the events the consumer has taken as delivered, one write at a time.
+
+    The write runs beside the stream, so the consumer never waits for it; events
+    taken meanwhile are coalesced (per symbol only the latest counts) into the next
+    write. The mark lags, never leads: a crash re-delivers a little, loses nothing.
+    """
+
+    def __init__(self, ledger: EventLog) -> None:
+        self._ledger = ledger
+        self._latest: dict[tuple[str, str, str], StreamedResult] = {}
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, result: StreamedResult) -> None:
+        if self._writer is not None and self._writer.done():
+            self._writer.result()  # a failed write (disk full) ends the stream loudly
+            self._writer = None
+        self._latest[(result.strategy_name, result.exchange_name, result.symbol)] = result
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name="btkit-delivered")
+
+    async def _write(self) -> None:
+        while self._latest:
+            latest, self._latest = list(self._latest.values()), {}
+            await asyncio.gather(*(self._ledger.mark_delivered(r) for r in latest))
+
+    async def flush(self) -> None:
+        """The stream ended: every taken event marked when this returns."""
+        if self._writer is not None:
+            await self._writer
+            self._writer = None
+
+    def abandon(self) -> None:
+        """The consumer left early: what is not written yet is simply delivered again."""
+        if self._writer is not None:
+            self._writer.cancel()
+
+
 class LiveSession:
     def __init__(
         self,
@@ -62,8 +106,10 @@ class LiveSession:
         on_closed: Callable[[ClosedResult], None] | None = None,
         on_stop: Callable[[], None] | None = None,
         on_cycle: Callable[[LiveSession], None] | None = None,
+        ledger: EventLog | None = None,
     ) -> None:
         self.runners = list(runners)
+        self._ledger: EventLog = ledger or NoLedger()
         self.clock = clock
         self.options = options
         self.failed_symbols: list[str] = []
@@ -106,7 +152,16 @@ class LiveSession:
                 self._on_stop()  # cut retry waits short: the tick gives up and we exit
 
     async def events(self) -> AsyncIterator[StreamedResult]:
-        """Run every symbol and yield `opened`/`closed` results until all have ended."""
+        """Run every symbol and yield `opened`/`closed` results until all have ended.
+
+        Undelivered events from before this start come first. Each event is marked
+        delivered once the consumer asks for the next one (or the stream ends), so a
+        crash at any moment re-delivers rather than loses.
+        """
+        for runner in self.runners:
+            await runner.restore()  # a re-recorded open belongs to the backlog
+        for event in self._backlog():
+            self._queue.put_nowait(event)
         first = floor_to(self.clock.now_ms() - self.options.settle_ms, MINUTE_MS)
         log.info(
             "%d symbol(s): first tick now, for the minute %s; then %s",
@@ -127,17 +182,41 @@ class LiveSession:
         # leave a failed gather behind for asyncio to print as a traceback.
         finished = asyncio.gather(*tasks, return_exceptions=True)
         finished.add_done_callback(lambda _: self._queue.put_nowait(None))
+        taken = _Taken(self._ledger)
         try:
             while (result := await self._queue.get()) is not None:
                 yield result
+                taken.add(result)  # the consumer came back for more: it has this one
+            await taken.flush()
             for outcome in await finished:
                 if isinstance(outcome, BaseException):
                     raise outcome
         finally:
+            taken.abandon()
             heartbeat.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, heartbeat, return_exceptions=True)
+
+    def _backlog(self) -> list[StreamedResult]:
+        """Recorded but not known to be delivered: before a crash, or left in the queue."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for runner in self.runners:
+            groups.setdefault((runner.strategy.name, runner.exchange_name), []).append(
+                runner.symbol
+            )
+        backlog = [
+            event
+            for (strategy, exchange), symbols in groups.items()
+            for event in self._ledger.undelivered(strategy, exchange, symbols)
+        ]
+        if backlog:
+            log.warning(
+                "%d event(s) recorded before the last stop may not have reached the consumer "
+                "(a crash or a kill): delivering them again first, flagged redelivered",
+                len(backlog),
+            )
+        return backlog
 
     async def _run_symbol(self, runner: SymbolRunner) -> None:
         try:

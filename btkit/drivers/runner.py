@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -25,6 +25,7 @@ from btkit.domain.model import (
     ClosedResult,
     OpenSignal,
     PersistedState,
+    StreamedResult,
     TickResult,
 )
 from btkit.drivers.strategy_clock import TimedMarket
@@ -74,6 +75,14 @@ class NoLedger:
 
     def closed_at(self, signal_id: str) -> int | None:
         return None
+
+    def undelivered(
+        self, strategy: str, exchange: str, symbols: Sequence[str]
+    ) -> list[StreamedResult]:
+        return []
+
+    async def mark_delivered(self, result: StreamedResult) -> None:
+        pass
 
 
 class SymbolRunner:

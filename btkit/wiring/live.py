@@ -164,6 +164,7 @@ async def open_live(
             on_closed=lambda _: reports.on_closed(),
             on_stop=retry_sleep.stop.set,
             on_cycle=on_cycle,
+            ledger=ledger,  # re-delivers what a crash kept from the consumer
         )
         # Start-up's objects (modules, strategies, candle files) live until exit: keep the
         # loop's full collections from scanning them all (0.1-0.5 s with 1 000 symbols).

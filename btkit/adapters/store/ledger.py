@@ -40,7 +40,13 @@ from btkit.adapters.store.atomic import ensure_private_dir
 from btkit.adapters.store.lock_holders import write_lock_holders
 from btkit.adapters.store.writer_thread import Job, SerialConnection, WriterThread
 from btkit.domain.errors import StorageError
-from btkit.domain.model import ClosedResult, OpenedResult, OpenSignal
+from btkit.domain.model import (
+    ClosedResult,
+    OpenedResult,
+    OpenSignal,
+    Pnl,
+    StreamedResult,
+)
 from btkit.engine.statistics import Trade
 
 P = ParamSpec("P")
@@ -84,6 +90,24 @@ _MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, signal_id, action)
     );
     CREATE INDEX events_by_strategy ON events (strategy, mode, action, closed_at);
+    """,
+    # 2: sequence numbers (existing rows in rowid order) and delivery watermarks. Events
+    # recorded before this migration count as delivered: older btkit kept no record.
+    """
+    ALTER TABLE events ADD COLUMN seq INTEGER;
+    UPDATE events SET seq = rowid;
+    CREATE UNIQUE INDEX events_by_seq ON events (seq);
+    CREATE INDEX events_by_stream ON events (run_id, strategy, exchange, symbol, seq);
+    CREATE TABLE deliveries (
+        run_id TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        exchange TEXT NOT NULL,
+        symbol TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (run_id, strategy, exchange, symbol)
+    );
+    INSERT INTO deliveries SELECT run_id, strategy, exchange, symbol, MAX(seq)
+        FROM events WHERE mode = 'live' GROUP BY run_id, strategy, exchange, symbol;
     """,
 ]
 
@@ -144,8 +168,12 @@ _COLUMNS = (
 # Only a true duplicate (the same event again) is skipped: a NOT NULL or CHECK
 # failure raises, where INSERT OR IGNORE would silently drop the event, and a
 # different event under the same (run, signal, action) is refused by _write.
+# The sequence number is taken inside the write transaction (BEGIN IMMEDIATE holds
+# the ledger's write lock), so it is unique and increasing across every process.
 _INSERT = (
-    f"INSERT INTO events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    f"INSERT INTO events ({', '.join(_COLUMNS)}, seq) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS))}, "
+    "(SELECT COALESCE(MAX(seq), 0) + 1 FROM events)) "
     "ON CONFLICT (run_id, signal_id, action) DO NOTHING"
 )
 _STORED = (
@@ -178,6 +206,68 @@ def _check_numbers(row: tuple[object, ...]) -> None:
                 "number. Nothing was written; this is a bug or bad data upstream (the state "
                 "file still holds the signal)."
             )
+
+
+def event_from_row(row: tuple[Any, ...], *, redelivered: bool) -> StreamedResult:
+    """An event as it was streamed, from its ledger row (`_COLUMNS`, then seq)."""
+    (
+        _run_id,
+        _mode,
+        action,
+        signal_id,
+        strategy,
+        exchange,
+        symbol,
+        position,
+        opened_at,
+        price_open,
+        take_profit,
+        stop_loss,
+        minutes,
+        note,
+        closed_at,
+        reason,
+        price_close,
+        pnl,
+        seq,
+    ) = row
+    signal = OpenSignal(
+        signal_id,
+        position,
+        price_open,
+        take_profit,
+        stop_loss,
+        minutes,
+        symbol,
+        strategy,
+        exchange,
+        opened_at,
+        note,
+    )
+    if action == "opened":
+        return OpenedResult(
+            strategy_name=strategy,
+            exchange_name=exchange,
+            symbol=symbol,
+            timestamp=opened_at,
+            current_price=price_open,
+            signal=signal,
+            seq=seq,
+            redelivered=redelivered,
+        )
+    return ClosedResult(
+        strategy_name=strategy,
+        exchange_name=exchange,
+        symbol=symbol,
+        timestamp=closed_at,
+        current_price=price_close,
+        signal=signal,
+        close_reason=reason,
+        close_timestamp=closed_at,
+        pnl=Pnl(pnl, price_open, price_close),
+        seq=seq,
+        redelivered=redelivered,
+    )
 
 
 def _opened_row(run_id: str, mode: Mode, signal: OpenSignal) -> tuple[object, ...]:
@@ -501,13 +591,82 @@ class SqliteLedger:
         return self._write_one(_closed_row(self.run_id, self.mode, result))
 
     def _write_one(self, row: tuple[object, ...]) -> int:
-        """Write one event; its sequence number (for now the row's rowid)."""
+        """Write one event; its sequence number (the stored one for a replayed duplicate)."""
         self._write([row])
         found = self._db.execute(
-            "SELECT rowid FROM events WHERE run_id = ? AND signal_id = ? AND action = ?",
+            "SELECT seq FROM events WHERE run_id = ? AND signal_id = ? AND action = ?",
             (row[0], row[3], row[2]),
         ).fetchone()
         return int(found[0])
+
+    async def mark_delivered(self, result: StreamedResult) -> None:
+        """The consumer has `result`: it need not be re-delivered after a restart."""
+        await self._off_loop(self.write_delivered, result)
+
+    def write_delivered(self, result: StreamedResult) -> None:
+        """`mark_delivered`, synchronously. The watermark only moves forward."""
+        if result.seq is None:
+            return
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO deliveries VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, strategy, exchange, symbol) "
+                "DO UPDATE SET seq = MAX(seq, excluded.seq)",
+                (
+                    self.run_id,
+                    result.strategy_name,
+                    result.exchange_name,
+                    result.symbol,
+                    result.seq,
+                ),
+            )
+
+    def undelivered(
+        self, strategy: str, exchange: str, symbols: Sequence[str]
+    ) -> list[StreamedResult]:
+        """This run's events of these symbols above their delivery watermark, by seq.
+
+        Rebuilt from the rows with the ids and seq they were recorded with, flagged
+        `redelivered`: a consumer may have had them before a crash.
+        """
+        found: list[StreamedResult] = []
+        for symbol in symbols:
+            rows = self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)}, seq FROM events WHERE run_id = ? "
+                "AND strategy = ? AND exchange = ? AND symbol = ? AND seq > COALESCE(("
+                "SELECT seq FROM deliveries WHERE run_id = ? AND strategy = ? "
+                "AND exchange = ? AND symbol = ?), 0) ORDER BY seq",
+                (self.run_id, strategy, exchange, symbol) * 2,
+            )
+            found.extend(event_from_row(row, redelivered=True) for row in rows)
+        return sorted(found, key=lambda event: event.seq or 0)
+
+    def events_after(
+        self,
+        seq: int,
+        *,
+        strategy: str | None = None,
+        symbol: str | None = None,
+        mode: Mode | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[str, StreamedResult]]:
+        """(run id, event) of every event with a sequence number above `seq`, in order."""
+        where = ["seq > ?"]
+        params: list[object] = [seq]
+        for column, value in (("strategy", strategy), ("symbol", symbol), ("mode", mode)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        rows = self._db.execute(
+            f"SELECT {', '.join(_COLUMNS)}, seq FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY seq LIMIT ?",
+            (*params, limit),
+        )
+        return [(str(row[0]), event_from_row(row, redelivered=False)) for row in rows]
+
+    def data_version(self) -> int:
+        """Changes when another connection commits: a cheap "anything new?" for followers."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def closed_at(self, signal_id: str) -> int | None:
         row = self._db.execute(
