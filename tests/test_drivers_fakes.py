@@ -14,7 +14,7 @@ from btkit import ports
 from btkit.domain.errors import StorageError
 from btkit.domain.model import ClosedResult, OpenedResult, PersistedState, Signal
 from btkit.drivers.backtest import BacktestRun
-from btkit.drivers.live import LiveOptions, LiveSession
+from btkit.drivers.live import LiveOptions, LiveSession, SymbolFailedError
 from btkit.drivers.runner import SymbolRunner
 from btkit.engine.frames import Frame
 from btkit.engine.pnl import Costs
@@ -211,6 +211,53 @@ def test_a_storage_failure_ends_the_run_at_once_without_restarts():
         run_session(session)
     assert session.down == {}  # not a symbol to restart: the process ends (exit 1)
     assert session.failed_symbols == []
+
+
+def test_one_symbols_storage_failure_ends_every_symbol_not_just_its_own():
+    """A fatal error in one symbol must end the process; the others must not tick on
+    (and feed the watchdog) while that symbol's open signal goes unwatched."""
+    from btkit.adapters.clock import SimulatedClock
+
+    broken = FakeSignalStore()
+    broken.fail = StorageError("No space left on device")
+    market = PriceMarket({minute(n): 100.0 for n in range(2000)})
+    healthy = make_runner(always_long("GOOD"), market=market, symbol="GOOD")
+    failing = make_runner(always_long("BAD"), market=market, symbol="BAD", store=broken)
+    cycles: list[int] = []
+    session = session_over_fakes(
+        [healthy, failing],
+        clock=SimulatedClock(minute(5)),
+        ends={"GOOD": minute(1999), "BAD": minute(1999)},
+        on_cycle=lambda s: cycles.append(1),
+    )
+    with pytest.raises(StorageError, match="No space left"):
+        run_session(session)
+    assert healthy.last_tick is not None
+    assert healthy.last_tick < minute(10)  # stopped within its tick, not at its end
+    assert len(cycles) < 5
+
+
+def test_a_symbol_that_fails_too_often_ends_every_symbol():
+    from btkit.adapters.clock import SimulatedClock
+
+    class Broken(PriceMarket):
+        async def average_price(self, symbol: str, when: int) -> float | None:
+            if symbol == "BAD":
+                raise ValueError("bug in an adapter")
+            return await super().average_price(symbol, when)
+
+    market = Broken({minute(n): 100.0 for n in range(2000)})
+    runners = [make_runner(always_long(s), market=market, symbol=s) for s in ("GOOD", "BAD")]
+    session = session_over_fakes(
+        runners,
+        clock=SimulatedClock(minute(5)),
+        ends={"GOOD": minute(1999), "BAD": minute(1999)},
+        options=LiveOptions(settle_ms=0, restart_backoff_seconds=0, symbol_restarts=2),
+    )
+    with pytest.raises(SymbolFailedError, match="BAD: its loop failed 3 times"):
+        run_session(session)
+    assert runners[0].last_tick is not None
+    assert runners[0].last_tick < minute(100)
 
 
 class FlakyMarket(PriceMarket):

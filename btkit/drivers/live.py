@@ -240,6 +240,7 @@ class LiveSession:
                 await self._loop(runner)
                 return
             except FATAL:
+                self.stop()  # the other symbols end after their tick: the process exits
                 raise
             except Exception as exc:
                 in_a_row = 1 if runner.ticks > ticks_before else in_a_row + 1
@@ -248,6 +249,7 @@ class LiveSession:
                 self._status_changed()
                 if in_a_row > options.symbol_restarts:
                     self.failed_symbols.append(runner.symbol)
+                    self.stop()  # not only this symbol: the process exits for its supervisor
                     raise SymbolFailedError(
                         f"{runner.symbol}: its loop failed {in_a_row} times in a row (last: "
                         f"{why}); exiting so the supervisor restarts btkit. Open signals "
