@@ -89,8 +89,9 @@ class EventLog(Protocol):
         """Durable when it returns; the event's sequence number (the same on a replay)."""
         ...
 
-    def closed_at(self, signal_id: str) -> int | None:
-        """When the signal closed, if the ledger has its close."""
+    def closed_at(self, signal_id: str, opened_at: int) -> int | None:
+        """When the signal opened at `opened_at` closed, if the ledger has its close (a
+        strategy may reuse its own ids: an older signal's close is not this one's)."""
         ...
 
     def undelivered(

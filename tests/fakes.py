@@ -185,7 +185,7 @@ class FakeEventLog:
         self.events: list[tuple[int, str, OpenSignal | ClosedResult]] = []
         self.journal = journal if journal is not None else []
         self._seqs: dict[tuple[str, str], int] = {}
-        self._closed_at: dict[str, int] = {}
+        self._closed_at: dict[tuple[str, int], int] = {}
         self.delivered: dict[str, int] = {}
         """Symbol -> highest seq the consumer took."""
 
@@ -193,11 +193,13 @@ class FakeEventLog:
         return await self._record("opened", signal.id, signal)
 
     async def record_closed(self, result: ClosedResult) -> int:
-        self._closed_at.setdefault(result.signal.id, result.close_timestamp)
+        self._closed_at.setdefault(
+            (result.signal.id, result.signal.timestamp), result.close_timestamp
+        )
         return await self._record("closed", result.signal.id, result)
 
-    def closed_at(self, signal_id: str) -> int | None:
-        return self._closed_at.get(signal_id)
+    def closed_at(self, signal_id: str, opened_at: int) -> int | None:
+        return self._closed_at.get((signal_id, opened_at))
 
     def undelivered(
         self, strategy: str, exchange: str, symbols: Sequence[str]

@@ -189,7 +189,9 @@ def test_closes_reach_the_report_hook_after_the_ledger_and_its_failure_is_contai
     recorded_first: list[bool] = []
 
     def on_closed(result: ClosedResult) -> None:
-        recorded_first.append(log.closed_at(result.signal.id) == result.close_timestamp)
+        recorded_first.append(
+            log.closed_at(result.signal.id, result.signal.timestamp) == result.close_timestamp
+        )
         raise RuntimeError("the report disk is full")
 
     runner = make_runner(always_long("S"), log=log)

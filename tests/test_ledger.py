@@ -45,7 +45,8 @@ def test_events_are_recorded_once_and_read_back(tmp_path):
     assert len(contents.trades) == 1
     assert contents.trades[0].pnl_percentage == 1.5
     assert contents.still_open == []
-    assert ledger.closed_at("sig-1") == minute(20)
+    assert ledger.closed_at("sig-1", SIGNAL.timestamp) == minute(20)
+    assert ledger.closed_at("sig-1", SIGNAL.timestamp + 60_000) is None  # a reused id
     assert stat.S_IMODE((tmp_path / "btkit.sqlite").stat().st_mode) == 0o600
 
 
@@ -129,6 +130,31 @@ def test_reconcile_clears_a_signal_the_ledger_already_closed(tmp_path, caplog):
     assert runner._store.state.signal is None
     assert runner.last_tick == minute(20)  # the replay resumes after the close
     assert "was closed in the ledger just before a crash" in caplog.text
+
+
+def test_a_reused_signal_id_never_lets_an_old_close_clear_a_new_open_signal(tmp_path):
+    """A strategy that gives its own ids may reuse one: the ledger's close of the old
+    signal must not make restore() drop the new one (an open position unwatched)."""
+    import dataclasses
+
+    ledger = SqliteLedger(tmp_path / "btkit.sqlite")
+    ledger.write_opened(SIGNAL)
+    ledger.write_closed(closed())
+    again = dataclasses.replace(SIGNAL, timestamp=minute(30))
+    store = MemorySignalStore(PersistedState(again, minute(30), minute(31)))
+    runner = SymbolRunner(
+        symbol="ETHBTC",
+        strategy=strategy("strat")(no_signal),
+        exchange_name="replay",
+        market=ExchangeMarket(ListExchange([])),
+        store=store,
+        costs=Costs(),
+        ledger=ledger,
+    )
+    with pytest.raises(StorageError, match="already holds a different opened event"):
+        asyncio.run(runner.restore())  # loud, never a silent guess
+    assert store.state.signal == again  # the open signal is kept
+    assert runner.signal == again
 
 
 def test_the_runner_writes_both_in_order(tmp_path):

@@ -73,7 +73,7 @@ class NoLedger:
     async def record_closed(self, result: ClosedResult) -> int:
         return 0
 
-    def closed_at(self, signal_id: str) -> int | None:
+    def closed_at(self, signal_id: str, opened_at: int) -> int | None:
         return None
 
     def undelivered(
@@ -177,7 +177,7 @@ class SymbolRunner:
     async def _reconcile(self) -> None:
         if self.signal is None:
             return
-        closed_at = self._ledger.closed_at(self.signal.id)
+        closed_at = self._ledger.closed_at(self.signal.id, self.signal.timestamp)
         if closed_at is not None:
             log.warning(
                 "%s: signal %s was closed in the ledger just before a crash; "

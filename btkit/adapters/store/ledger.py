@@ -668,10 +668,11 @@ class SqliteLedger:
         """Changes when another connection commits: a cheap "anything new?" for followers."""
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
-    def closed_at(self, signal_id: str) -> int | None:
+    def closed_at(self, signal_id: str, opened_at: int) -> int | None:
         row = self._db.execute(
-            "SELECT closed_at FROM events WHERE run_id = ? AND signal_id = ? AND action = 'closed'",
-            (self.run_id, signal_id),
+            "SELECT closed_at FROM events WHERE run_id = ? AND signal_id = ? "
+            "AND action = 'closed' AND opened_at = ?",
+            (self.run_id, signal_id, opened_at),
         ).fetchone()
         return None if row is None else int(row[0])
 
