@@ -783,10 +783,6 @@ class SqliteLedger:
             where.append("opened_at < ?")
             params.append(query.until)
         filters = " AND ".join(where)
-        columns = (
-            "signal_id, strategy, exchange, symbol, position, opened_at, price_open, "
-            "price_take_profit, price_stop_loss, minute_estimated_time, note"
-        )
         # Columns in Trade's field order, so each row builds a Trade directly.
         closed_rows = self._db.execute(
             "SELECT signal_id, symbol, position, opened_at, closed_at, close_reason, "
@@ -797,33 +793,10 @@ class SqliteLedger:
         )
         trades = list(starmap(Trade, closed_rows))
         still_open = [
-            OpenSignal(
-                signal_id,
-                position,
-                price_open,
-                take_profit,
-                stop_loss,
-                minutes,
-                symbol,
-                strategy,
-                exchange,
-                opened_at,
-                note,
-            )
-            for (
-                signal_id,
-                strategy,
-                exchange,
-                symbol,
-                position,
-                opened_at,
-                price_open,
-                take_profit,
-                stop_loss,
-                minutes,
-                note,
-            ) in self._db.execute(
-                f"SELECT {columns} FROM events AS o WHERE {filters} AND action = 'opened' "
+            event_from_row(row, redelivered=False).signal
+            for row in self._db.execute(
+                f"SELECT {', '.join(_COLUMNS)}, seq FROM events AS o WHERE {filters} "
+                "AND action = 'opened' "
                 "AND NOT EXISTS (SELECT 1 FROM events AS c WHERE c.run_id = o.run_id "
                 "AND c.signal_id = o.signal_id AND c.action = 'closed') "
                 "ORDER BY opened_at, signal_id",
