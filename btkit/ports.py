@@ -14,9 +14,22 @@ from typing import TYPE_CHECKING, Protocol
 from btkit.domain.model import (
     Candle,
     ClosedResult,
+    CloseReason,
     OpenSignal,
     PersistedState,
     StreamedResult,
+)
+from btkit.domain.orders import (
+    Balance,
+    Fill,
+    MarketRules,
+    OrderBook,
+    OrderRequest,
+    OrderState,
+    ProtectionRequest,
+    ProtectionState,
+    TradeMode,
+    TradeReport,
 )
 
 if TYPE_CHECKING:  # a NumPy type: naming the port must not load NumPy
@@ -119,6 +132,10 @@ class StartupInfo:
     folders: dict[str, str]
     restored: list[OpenSignal] = field(default_factory=list)
     replay: str | None = None
+    trade: TradeMode = "off"
+    """Shown in red when `live`: real orders, real money."""
+    trade_detail: str = ""
+    """E.g. `paper wallet 10000 USDT, stake 100 USDT` or the live account's quote balance."""
 
 
 class EventPrinter(Protocol):
@@ -129,3 +146,131 @@ class EventPrinter(Protocol):
     def event(self, result: StreamedResult) -> None: ...
 
     def finish(self, message: str) -> None: ...
+
+
+class OrderBookSource(Protocol):
+    """The current order book of a market (paper fills walk it)."""
+
+    async def order_book(self, symbol: str, limit: int) -> OrderBook: ...
+
+
+class Broker(Protocol):
+    """Where orders go: the paper wallet, or a real exchange through ccxt.
+
+    Every order carries a client id derived from its signal id. `place` raises
+    `OrderUncertainError` when the order may exist (timeout, lost response, 5xx):
+    the caller then looks it up with `find` and never sends it blindly again;
+    `OrderRejectedError` (incl. `InsufficientFundsError`) when it surely does not.
+    """
+
+    name: str
+    mode: TradeMode
+    """`paper` or `live`."""
+
+    async def rules(self, symbol: str) -> MarketRules: ...
+
+    async def balances(self) -> dict[str, Balance]:
+        """Per currency code (e.g. "USDT")."""
+        ...
+
+    async def place(self, request: OrderRequest) -> OrderState: ...
+
+    async def find(self, symbol: str, client_id: str) -> OrderState | None:
+        """The order with this client id (open or not); None if the exchange never had it."""
+        ...
+
+    async def cancel(self, symbol: str, client_id: str) -> OrderState | None:
+        """Cancel if still open; the order's final state; None if it does not exist."""
+        ...
+
+    async def protect(self, request: ProtectionRequest) -> ProtectionState:
+        """Take-profit and stop-loss on the exchange as one OCO list (or a stop-loss alone
+        where the market has no OCO). Same error contract as `place`."""
+        ...
+
+    async def find_protection(self, symbol: str, list_client_id: str) -> ProtectionState | None: ...
+
+    async def cancel_protection(self, symbol: str, list_client_id: str) -> ProtectionState | None:
+        """Cancel the whole list; its final state; None if it does not exist."""
+        ...
+
+    async def open_orders(self, symbol: str) -> list[OrderState]:
+        """Every open order of the market, btkit's (client id prefix `btk-`) or not."""
+        ...
+
+    async def fills(self, symbol: str, since_ms: int) -> list[Fill]:
+        """Executions of the account on the market since `since_ms`, oldest first."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class OrderLog(Protocol):
+    """Orders and fills in the ledger, apart from signal events; bound at wiring to one
+    (strategy, exchange, trade mode). Append-only; each write durable when it returns."""
+
+    async def record_order(self, signal_id: str, state: OrderState) -> None:
+        """Append the order's latest state. An intent (status `new`) is recorded *before*
+        the order is sent, so a crash leaves a trace to look up."""
+        ...
+
+    async def record_protection(self, signal_id: str, state: ProtectionState) -> None:
+        """Append the list's latest state (each leg as an order row)."""
+        ...
+
+    async def record_fills(self, signal_id: str, fills: Sequence[Fill]) -> list[Fill]:
+        """Append the fills not yet recorded (by trade id); returns the new ones."""
+        ...
+
+    def orders(self, signal_id: str) -> list[OrderState]:
+        """The latest state of each of the signal's orders, in the order first recorded."""
+        ...
+
+    def fills(self, signal_id: str) -> list[Fill]: ...
+
+    def open_trades(self, symbol: str) -> list[str]:
+        """Signal ids of the symbol with a position held or an order not final."""
+        ...
+
+    def realised_since(self, since_ms: int) -> float:
+        """Realised PnL in quote currency of trades closed since `since_ms` (all symbols),
+        after fees: what the daily loss limit counts."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeClose:
+    """The exchange closed the position before the model did (a protective order filled,
+    possibly while btkit was down): the signal closes with this reason at this price."""
+
+    reason: CloseReason
+    price: float
+    timestamp: int
+    report: TradeReport
+
+
+class Trading(Protocol):
+    """What a symbol's runner asks of trading (`--trade off`: `NoTrading`, which does
+    nothing). Implementations never raise for an order problem: they report it in the
+    returned `TradeReport` and, when they cannot explain the exchange's state, set
+    `halted`; only `StorageError` (the ledger) propagates."""
+
+    halted: str | None
+    """Why this symbol opens no new positions (reconciliation mismatch, circuit breaker);
+    an open signal keeps being monitored."""
+
+    async def restore(self, signal: OpenSignal | None, when: int) -> ExchangeClose | None:
+        """Reconcile on start: the ledger's orders against the exchange's."""
+        ...
+
+    async def check(self, signal: OpenSignal | None, when: int) -> ExchangeClose | None:
+        """Each tick, before the model monitors: asks the exchange only when due (timer)."""
+        ...
+
+    async def enter(self, signal: OpenSignal, when: int, price: float) -> TradeReport | None:
+        """The signal opened (state and ledger written): buy, then protect."""
+        ...
+
+    async def exit(self, result: ClosedResult) -> TradeReport | None:
+        """The model closes the signal: cancel protection, sell at market. Idempotent."""
+        ...

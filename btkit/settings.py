@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from btkit.domain.errors import ConfigError
+from btkit.domain.orders import TradeMode
 from btkit.engine.pnl import Costs
 
 PREFIX = "BTKIT_"
@@ -81,6 +82,32 @@ class Settings(BaseSettings):
     credentials: dict[str, ExchangeCredentials] = Field(
         default_factory=dict, description="Per-exchange API keys (optional)"
     )
+    trade: TradeMode = Field(
+        "off", description="off (announce signals only), paper (simulated wallet) or live"
+    )
+    confirm_live: bool = Field(
+        False, description="Confirms --trade live: real orders with real money (service units)"
+    )
+    stake: float | None = Field(
+        None, gt=0, description="Quote amount per signal (default: 10 % of the free quote balance)"
+    )
+    max_stake: float | None = Field(None, gt=0, description="Largest stake of any one signal")
+    max_open_positions: int = Field(5, ge=1, description="Open positions at most, all symbols")
+    daily_loss_limit: float | None = Field(
+        None,
+        gt=0,
+        description="Quote amount lost in a UTC day after which no new positions open",
+    )
+    paper_balances: dict[str, float] = Field(
+        default_factory=lambda: {"USDT": 10_000.0, "BTC": 1.0, "ETH": 10.0},
+        description="Starting balances of a new paper wallet",
+    )
+    paper_slippage_cap_percent: float = Field(
+        1.0, ge=0, lt=50, description="Paper market orders fill no further than this from best"
+    )
+    reconcile_seconds: float = Field(
+        60.0, gt=0, description="How often trading checks its orders against the exchange"
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -107,6 +134,11 @@ class Settings(BaseSettings):
     @property
     def signal_dir(self) -> Path:
         return self.data_dir / "signal"
+
+    @property
+    def paper_dir(self) -> Path:
+        """Paper wallets, one per (exchange, strategy)."""
+        return self.data_dir / "paper"
 
     @property
     def ledger_path(self) -> Path:

@@ -31,6 +31,7 @@ from tests.fakes import (
     flat_candle,
     minute,
 )
+from tests.trading_fakes import FakeBroker, FakeOrderLog, FixedOrderBook, ScriptedTrading
 
 FAKES: dict[type, type] = {
     ports.Clock: FakeClock,
@@ -39,6 +40,10 @@ FAKES: dict[type, type] = {
     ports.SignalStore: FakeSignalStore,
     ports.EventLog: FakeEventLog,
     ports.EventPrinter: RecordingPrinter,
+    ports.Broker: FakeBroker,
+    ports.OrderLog: FakeOrderLog,
+    ports.OrderBookSource: FixedOrderBook,
+    ports.Trading: ScriptedTrading,
 }
 LONG = Signal("long", 100.0, 102.0, 99.0, 3)  # at a flat 100 it expires 3 minutes later
 

@@ -10,7 +10,12 @@
     │   ├── PermanentExchangeError  unknown symbol, bad credentials: exit 2
     │   └── ExchangeOutageError     requests failed longer than the outage budget: exit 1
     ├── StorageError           state could not be written (disk full, read-only): exit 1
-    └── StrategyError          user code raised: logged, the tick counts as "no signal"
+    ├── StrategyError          user code raised: logged, the tick counts as "no signal"
+    └── OrderError             an order went wrong: reported per signal, never retried blindly
+        ├── OrderRejectedError     the exchange refused it (filters, invalid): not retried
+        │   └── InsufficientFundsError
+        └── OrderUncertainError    sent, outcome unknown (timeout, lost response, 5xx):
+                                   look it up by client id before sending again
 
 Corrupt state files are not errors: they are moved aside and reported loudly.
 """
@@ -65,3 +70,20 @@ class StorageError(BtkitError):
 
 class StrategyError(BtkitError):
     pass
+
+
+class OrderError(BtkitError):
+    """An order could not be placed as asked; the signal is still monitored."""
+
+
+class OrderRejectedError(OrderError):
+    """The exchange (or the paper wallet) refused the order: retrying cannot help."""
+
+
+class InsufficientFundsError(OrderRejectedError):
+    pass
+
+
+class OrderUncertainError(OrderError):
+    """The request may have reached the exchange: the order may exist. Never resend
+    without looking it up by its client id first."""

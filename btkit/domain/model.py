@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from btkit.domain.orders import TradeReport
+
 Position = Literal["long", "short"]
 CloseReason = Literal["take_profit", "stop_loss", "time_expired"]
 Action = Literal["idle", "opened", "active", "closed"]
@@ -102,6 +104,8 @@ class OpenedResult:
     """The event's sequence number in the ledger (None where nothing is recorded)."""
     redelivered: bool = False
     """Re-emitted on start: it may have reached consumers before a crash."""
+    trade: TradeReport | None = None
+    """What trading did at this event (None with `--trade off` and on a redelivery)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +135,8 @@ class ClosedResult:
     """The event's sequence number in the ledger (None where nothing is recorded)."""
     redelivered: bool = False
     """Re-emitted on start: it may have reached consumers before a crash."""
+    trade: TradeReport | None = None
+    """What trading did at this event (None with `--trade off` and on a redelivery)."""
 
 
 TickResult = IdleResult | OpenedResult | ActiveResult | ClosedResult

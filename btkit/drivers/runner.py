@@ -28,11 +28,12 @@ from btkit.domain.model import (
     StreamedResult,
     TickResult,
 )
+from btkit.domain.orders import TradeReport
 from btkit.drivers.strategy_clock import TimedMarket
 from btkit.engine import step
 from btkit.engine.pnl import Costs
 from btkit.faults import crash_point
-from btkit.ports import EventLog, MarketData, SignalStore
+from btkit.ports import EventLog, ExchangeClose, MarketData, SignalStore, Trading
 from btkit.strategies import Callback, StrategyDef
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,27 @@ class NoLedger:
         pass
 
 
+class NoTrading:
+    """`--trade off` and backtests: signals are announced, no order is placed."""
+
+    halted: str | None = None
+
+    async def restore(self, signal: OpenSignal | None, when: int) -> ExchangeClose | None:
+        return None
+
+    async def check(self, signal: OpenSignal | None, when: int) -> ExchangeClose | None:
+        return None
+
+    async def enter(self, signal: OpenSignal, when: int, price: float) -> TradeReport | None:
+        return None
+
+    async def exit(self, result: ClosedResult) -> TradeReport | None:
+        return None
+
+
+NO_TRADING = NoTrading()
+
+
 class SymbolRunner:
     def __init__(
         self,
@@ -96,6 +118,7 @@ class SymbolRunner:
         store: SignalStore,
         costs: Costs,
         ledger: EventLog | None = None,
+        trading: Trading | None = None,
         backtest: bool = False,
         frame_name: str = "",
         strategy_timeout: float | None = None,
@@ -122,11 +145,15 @@ class SymbolRunner:
         self.stop_now = asyncio.Event()
         """Set on a plain stop: a strategy call in progress is cancelled, not awaited."""
         self._ledger: EventLog = ledger or NoLedger()
+        self.trading: Trading = trading or NO_TRADING
+        """Orders for this symbol's signals (NoTrading: none)."""
         self._method = MethodContext(strategy.name, exchange_name, frame_name)
         self._key = step.SymbolKey(strategy.name, exchange_name, symbol)
         self.state: PersistedState = store.load()
         """The open signal, throttle and cursor; replaced whole by each step."""
         self._restored = False
+        self._closed_on_restore: ExchangeClose | None = None
+        """A protective order that filled while btkit was down: closes on the first tick."""
         self.restored_signal = self.signal
         self.ticks = 0
         """Ticks that got data, since start."""
@@ -155,6 +182,7 @@ class SymbolRunner:
         self._restored = True
         await self._reconcile()
         self.restored_signal = self.signal
+        self._closed_on_restore = await self.trading.restore(self.signal, self.state.last_tick or 0)
 
     async def tick(self, when: int) -> TickResult | None:
         """Run one tick at `when`; None when it is skipped for lack of candles."""
@@ -197,7 +225,8 @@ class SymbolRunner:
         await self._persist()
 
     async def _tick_without_signal(self, when: int) -> TickResult | None:
-        need = step.plan_tick(self.state, when, self.strategy.interval_ms, stopped=self.stopped)
+        stopped = self.stopped or self.trading.halted is not None
+        need = step.plan_tick(self.state, when, self.strategy.interval_ms, stopped=stopped)
         if need == "call_strategy":
             raw = await self._call_strategy()  # an exchange failure in it skips the tick
             self.state = step.after_call(self.state, when)
@@ -216,7 +245,8 @@ class SymbolRunner:
                 crash_point("open:state-written")
                 seq = await self._ledger.record_opened(accepted)
                 crash_point("open:ledger-written")
-                opened = dataclasses.replace(opening.result, seq=seq or None)
+                trade = await self.trading.enter(accepted, when, opening.result.current_price)
+                opened = dataclasses.replace(opening.result, seq=seq or None, trade=trade)
                 await self._callback("on_open", opened)
                 return opened
         price = await self.market.average_price(self.symbol, when)
@@ -226,6 +256,11 @@ class SymbolRunner:
         return idle.result
 
     async def _tick_with_signal(self, signal: OpenSignal, when: int) -> TickResult | None:
+        by_exchange, self._closed_on_restore = self._closed_on_restore, None
+        if by_exchange is None:
+            by_exchange = await self.trading.check(signal, when)
+        if by_exchange is not None:
+            return await self._close_by_exchange(by_exchange, when)
         price = await self.market.average_price(self.symbol, when)
         monitored = step.monitor_step(self.state, self._key, when, price, self.costs)
         result = monitored.result
@@ -261,8 +296,22 @@ class SymbolRunner:
             await self._callback("on_tick", closed)  # as `tick` does for a live close
             return closed
 
-    async def _close(self, closing: step.Step[ClosedResult]) -> ClosedResult:
+    async def _close_by_exchange(self, close: ExchangeClose, when: int) -> ClosedResult:
+        """A protective order filled on the exchange: the signal closes at its fill price."""
+        closing = step.close_step(
+            self.state, self._key, when, close.price, self.costs, reason=close.reason
+        )
+        closed = dataclasses.replace(closing.result, trade=close.report)
+        return await self._close(step.Step(closed, closing.state), traded=True)
+
+    async def _close(
+        self, closing: step.Step[ClosedResult], *, traded: bool = False
+    ) -> ClosedResult:
         closed = closing.result
+        if not traded:  # sell first: a crash before the ledger's close re-runs an idempotent exit
+            trade = await self.trading.exit(closed)
+            if trade is not None:
+                closed = dataclasses.replace(closed, trade=trade)
         seq = await self._ledger.record_closed(closed)  # ledger first: see _reconcile
         crash_point("close:ledger-written")
         if seq:

@@ -21,6 +21,7 @@ from typing import Generic, Literal, TypedDict, TypeVar
 from btkit.domain.model import (
     ActiveResult,
     ClosedResult,
+    CloseReason,
     IdleResult,
     OpenedResult,
     OpenSignal,
@@ -156,13 +157,24 @@ def monitor_step(
 
 
 def close_step(
-    state: PersistedState, key: SymbolKey, when: int, price: float, costs: Costs
+    state: PersistedState,
+    key: SymbolKey,
+    when: int,
+    price: float,
+    costs: Costs,
+    *,
+    reason: CloseReason | None = None,
 ) -> Step[ClosedResult]:
-    """Close the open signal at `when` and `price` (TP, then SL, then expiry), with PnL."""
+    """Close the open signal at `when` and `price` (TP, then SL, then expiry), with PnL.
+
+    `reason` given: the exchange closed the position (a protective order filled), so the
+    signal closes with that reason at that fill price, whatever the model says.
+    """
     signal = state.signal
     if signal is None:
         raise ValueError(f"{key.symbol}: no open signal to close")
-    reason = close_reason(signal, price, when)
+    if reason is None:
+        reason = close_reason(signal, price, when)
     if reason is None:
         raise ValueError(f"{key.symbol}: the signal does not close at {when}")
     closed = ClosedResult(
