@@ -237,6 +237,11 @@ class OrderLog(Protocol):
         after fees: what the daily loss limit counts."""
         ...
 
+    async def record_halt(self, symbol: str, reason: str | None, when: int) -> None:
+        """Trading on `symbol` stopped for `reason` (None: resumed), for `btkit status`
+        and `btkit positions` to show."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ExchangeClose:

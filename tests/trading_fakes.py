@@ -211,6 +211,7 @@ class FakeOrderLog:
         self.journal = journal if journal is not None else []
         self._orders: dict[str, dict[str, OrderState]] = {}
         self._fills: dict[str, dict[str, Fill]] = {}
+        self.halts: dict[str, str] = {}
 
     async def record_order(self, signal_id: str, state: OrderState) -> None:
         self.journal.append(("order", state))
@@ -256,6 +257,13 @@ class FakeOrderLog:
                     total += f.amount * f.price if f.side == "sell" else -f.amount * f.price
                     total -= f.fee
         return total
+
+    async def record_halt(self, symbol: str, reason: str | None, when: int) -> None:
+        self.journal.append(("halt", (symbol, reason)))
+        if reason is None:
+            self.halts.pop(symbol, None)
+        else:
+            self.halts[symbol] = reason
 
 
 class FixedOrderBook:
