@@ -1,0 +1,83 @@
+"""Trading wiring: one Trader per symbol over a broker and the ledger, and the safety
+check that stands between `--trade live` and real money."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from btkit.adapters.exchanges.replay import REPLAY
+from btkit.domain.errors import ConfigError
+from btkit.drivers.trader import OpenPositions, Trader, TraderOptions
+from btkit.engine.risk import RiskLimits
+from btkit.ports import Broker, Clock, OrderLog, Trading
+from btkit.settings import Settings
+
+
+def trader_options(settings: Settings) -> TraderOptions:
+    return TraderOptions(
+        limits=RiskLimits(
+            max_open_positions=settings.max_open_positions,
+            max_stake=settings.max_stake,
+            daily_loss_limit=settings.daily_loss_limit,
+        ),
+        stake=settings.stake,
+        reconcile_ms=round(settings.reconcile_seconds * 1000),
+        lookups=max(settings.retry_max, 1),
+        backoff_seconds=settings.retry_base_seconds,
+    )
+
+
+def build_trading(
+    settings: Settings,
+    *,
+    broker: Broker,
+    order_log: OrderLog,
+    symbols: Sequence[str],
+    clock: Clock,
+) -> dict[str, Trading]:
+    """One Trader per symbol; they share one count of open positions (a limit across all)."""
+    positions = OpenPositions()
+    options = trader_options(settings)
+    return {
+        symbol: Trader(
+            symbol,
+            broker=broker,
+            order_log=order_log,
+            clock=clock,
+            positions=positions,
+            options=options,
+        )
+        for symbol in symbols
+    }
+
+
+def check_trade_mode(settings: Settings, exchange_name: str, sandbox: bool) -> None:
+    """Refuse `--trade live` unless it can only mean what the user wants: ConfigError
+    (exit 2) saying what would happen and how to confirm it."""
+    if settings.trade != "live":
+        return
+    if exchange_name == REPLAY:
+        raise ConfigError(
+            "--trade live needs a real exchange; 'replay' has no account. Use --trade paper "
+            "with replay, or name an exchange such as binance."
+        )
+    keys = settings.credentials.get(exchange_name.lower())
+    if keys is None:
+        prefix = f"BTKIT_CREDENTIALS__{exchange_name.upper()}__"
+        raise ConfigError(
+            f"--trade live on {exchange_name} needs API keys: set {prefix}API_KEY and "
+            f"{prefix}SECRET (in the environment or .env)."
+        )
+    if not settings.confirm_live:
+        where = f"{exchange_name} (sandbox)" if sandbox else exchange_name
+        stake = (
+            f"{settings.stake:g} quote per signal"
+            if settings.stake is not None
+            else "10 % of the free quote balance per signal"
+        )
+        limit = f", at most {settings.max_stake:g}" if settings.max_stake is not None else ""
+        raise ConfigError(
+            f"--trade live would place real orders on {where} with stake {stake}{limit}, up "
+            f"to {settings.max_open_positions} open positions. To confirm, add --confirm-live "
+            "or set BTKIT_CONFIRM_LIVE=1."
+        )
