@@ -44,6 +44,10 @@ from btkit.ports import Broker, Clock, ExchangeClose, OrderLog
 
 log = logging.getLogger(__name__)
 
+FILL_LOOKBACK_MS = 60_000
+"""Fills are asked for from this long before an order's time: the exchange's clock may lag
+ours (each fill is then matched to its order by client id)."""
+
 SHORT_SKIPPED = "spot: short signals are announced, not traded"
 
 
@@ -268,7 +272,7 @@ class Trader:
     async def _sync_fills(self, signal_id: str, since: int) -> None:
         """Record the exchange's executions of this signal's orders since `since`."""
         orders = self._log.orders(signal_id)
-        executions = await self._broker.fills(self.symbol, since)
+        executions = await self._broker.fills(self.symbol, since - FILL_LOOKBACK_MS)
         mine = [f for order in orders for f in flow.order_fills(executions, order)]
         unique = list({f.trade_id: f for f in mine}.values())
         unique.sort(key=lambda f: f.timestamp)
