@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from btkit.domain.errors import ConfigError
+from btkit.domain.errors import ConfigError, TransientExchangeError
 from btkit.domain.model import ClosedResult, OpenSignal, Pnl
 from btkit.domain.orders import Fill, OrderRequest, OrderState, ProtectionRequest, client_order_id
 from btkit.drivers.trader import SHORT_SKIPPED, OpenPositions, Trader, TraderOptions
@@ -474,6 +474,49 @@ def test_a_halted_symbol_enters_nothing():
     assert report is not None
     assert (report.status, report.how) == ("halted", "reconciliation mismatch")
     assert broker.sent == []
+
+
+def test_a_rejected_exit_halts_and_says_the_position_is_still_held():
+    broker, log = FakeBroker(), FakeOrderLog()
+    t = trader(broker, log)
+    run(t.enter(SIGNAL, T0, 100.0))
+    broker.faults = ["reject"]
+    report = run(t.exit(closed()))
+    assert report is not None
+    assert report.status == "rejected"
+    assert "10 may still be held" in report.how
+    assert t.halted == report.how
+    assert broker.wallet["B"] == 10.0
+
+
+class SilentBroker(FakeBroker):
+    """The exchange does not answer balance requests while `down`."""
+
+    down = True
+
+    async def balances(self) -> Any:
+        if self.down:
+            raise TransientExchangeError("503 Service Unavailable")
+        return await super().balances()
+
+
+def test_a_start_without_the_exchange_halts_until_reconciled_then_resumes():
+    broker, log, clock = SilentBroker(), FakeOrderLog(), FakeClock(T0)
+    broker.down = False
+    run(trader(broker, log).enter(SIGNAL, T0, 100.0))
+    broker.down = True
+    t = trader(broker, log, clock=clock)
+    assert run(t.restore(SIGNAL, T0)) is None
+    assert t.halted is not None
+    assert "could not reconcile" in t.halted
+    broker.down = False
+    broker.trigger(LIST, "stop_loss", 95.0)
+    clock.now = T0 + 60_000
+    close = run(t.check(SIGNAL, clock.now))
+    assert close is not None
+    assert close.reason == "stop_loss"
+    assert t.halted is None
+    assert "S" not in log.halts
 
 
 def settings(**values: Any) -> Settings:

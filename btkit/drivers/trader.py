@@ -114,6 +114,8 @@ class Trader:
         self._breaker_day: int | None = None
         """The UTC day the circuit breaker tripped (its halt lifts the next day)."""
         self._last_check: int | None = None
+        self._unreconciled: str | None = None
+        """Why the start-up reconciliation failed (the exchange did not answer), if it did."""
         self._rules: MarketRules | None = None
 
     @property
@@ -272,7 +274,11 @@ class Trader:
     async def _sync_fills(self, signal_id: str, since: int) -> None:
         """Record the exchange's executions of this signal's orders since `since`."""
         orders = self._log.orders(signal_id)
-        executions = await self._broker.fills(self.symbol, since - FILL_LOOKBACK_MS)
+        try:
+            executions = await self._broker.fills(self.symbol, since - FILL_LOOKBACK_MS)
+        except ExchangeError as exc:  # recorded at the next reconciliation
+            log.warning("%s: fills not fetched now: %s", self.symbol, exc)
+            return
         mine = [f for order in orders for f in flow.order_fills(executions, order)]
         unique = list({f.trade_id: f for f in mine}.values())
         unique.sort(key=lambda f: f.timestamp)
@@ -363,9 +369,17 @@ class Trader:
         when = result.timestamp
         try:
             return await self._exit(signal, result, exit_id, when)
-        except _Unknown as exc:
-            await self._halt(str(exc), when)
-            return TradeReport(self._broker.mode, "exit", exit_id, "halted", how=str(exc))
+        except (_Unknown, OrderRejectedError, ExchangeError) as exc:
+            left = flow.held(self._log.fills(signal.id))
+            why = (
+                f"the exit of signal {signal.id} failed ({exc}): {left:g} may still be held "
+                "without protection. Sell it by hand on the exchange, then restart btkit"
+            )
+            await self._halt(why, when)
+            status: Literal["rejected", "halted"] = (
+                "rejected" if isinstance(exc, OrderRejectedError) else "halted"
+            )
+            return TradeReport(self._broker.mode, "exit", exit_id, status, how=why)
         finally:
             if not flow.held(self._log.fills(signal.id)) > 0:
                 self._positions.discard(self.symbol, signal.id)
@@ -436,7 +450,7 @@ class Trader:
         for list_id in sorted(list_ids):
             try:
                 state = await self._broker.cancel_protection(self.symbol, list_id)
-            except OrderUncertainError:
+            except (OrderUncertainError, ExchangeError):
                 state = await self._find_protection(list_id)
                 if state is not None and state.status == "open":
                     raise _Unknown(
@@ -454,6 +468,8 @@ class Trader:
             return None
         self._last_check = now
         await self._lift_breaker(when)
+        if self._unreconciled is not None and self._halted == self._unreconciled:
+            return await self.restore(signal, when)
         if signal is None or signal.position != "long":
             return None
         try:
@@ -464,14 +480,24 @@ class Trader:
 
     async def restore(self, signal: OpenSignal | None, when: int) -> ExchangeClose | None:
         self._last_check = self._clock.now_ms()
+        when = when or self._last_check
         try:
             close = None
             if signal is not None and signal.position == "long":
                 close = await self._settle(signal, when)
             await self._compare_account(signal if close is None else None, when)
-        except _Unknown as exc:
-            await self._halt(str(exc), when)
+        except (_Unknown, ExchangeError) as exc:
+            self._unreconciled = (
+                f"could not reconcile with the exchange on start ({exc}): no new positions "
+                "until it answers (retried every BTKIT_RECONCILE_SECONDS)"
+            )
+            await self._halt(self._unreconciled, when)
             return None
+        if self._unreconciled is not None and self._halted == self._unreconciled:
+            log.warning("%s: reconciled with the exchange: trading resumes", self.symbol)
+            self._halted = None
+            await self._log.record_halt(self.symbol, None, when)
+        self._unreconciled = None
         return close
 
     async def _settle(self, signal: OpenSignal, when: int) -> ExchangeClose | None:
