@@ -188,7 +188,7 @@ def test_a_crash_between_intent_and_send_sends_nothing_late():
     assert "not sent late" in entry.message
     assert log.open_trades("S") == []
     assert restarted.halted is None
-    assert run(restarted.exit(closed())) is not None  # nothing held: nothing sold
+    assert run(restarted.exit(closed())) is None  # nothing held: nothing to sell
     assert EXIT not in broker.sent
 
 
@@ -312,6 +312,11 @@ def test_a_partial_entry_protects_and_later_sells_what_filled():
     assert (report.filled, report.amount) == (5.0, 10.0)
     assert "partially filled: 5 of 10" in report.how
     assert [leg.amount for leg in broker.lists[LIST].legs] == [5.0, 5.0]
+    (entry,) = [o for o in log.orders(SIGNAL.id) if o.role == "entry"]
+    assert (entry.status, entry.filled) == ("canceled", 5.0)  # the rest no longer works
+    clock_check = run(t.check(SIGNAL, T0 + 600_000))
+    assert clock_check is None
+    assert t.halted is None
     run(t.exit(closed()))
     assert broker.wallet["B"] == 0.0
 

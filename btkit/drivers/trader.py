@@ -130,11 +130,16 @@ class Trader:
     def halted(self, reason: str | None) -> None:
         self._halted = reason
 
-    async def _halt(self, reason: str, when: int) -> None:
+    async def _halt(self, reason: str, when: int, *, breaker: bool = False) -> None:
+        self._breaker_day = utc_day_start(when) if breaker else None
         if self._halted != reason:
             log.error("%s: TRADING HALTED (no new positions): %s", self.symbol, reason)
             await self._log.record_halt(self.symbol, reason, when)
         self._halted = reason
+
+    def _mismatch_halt(self) -> bool:
+        """Halted for a reason other than the circuit breaker (which stops entries only)."""
+        return self._halted is not None and self._breaker_day is None
 
     async def _lift_breaker(self, when: int) -> None:
         if self._breaker_day is not None and self.halted is None:
@@ -199,8 +204,7 @@ class Trader:
         self, refusal: Refusal, entry_id: str, when: int, price: float
     ) -> TradeReport:
         if refusal.circuit_breaker:
-            self._breaker_day = utc_day_start(when)
-            await self._halt(refusal.reason, when)
+            await self._halt(refusal.reason, when, breaker=True)
         return self._skip(entry_id, price, refusal.reason)
 
     def _skip(self, client_id: str, price: float, why: str) -> TradeReport:
@@ -232,9 +236,24 @@ class Trader:
             return TradeReport(
                 self._broker.mode, request.role, request.client_id, "halted", how=str(exc)
             )
+        state = await self._settled(state)
         await self._log.record_order(request.signal_id, state)
         await self._sync_fills(request.signal_id, intent.timestamp)
         return state
+
+    async def _settled(self, state: OrderState) -> OrderState:
+        """A market order the exchange left open (part filled): cancel the rest, so what
+        filled is what is held and protected."""
+        if state.final or state.type != "market":
+            return state
+        try:
+            cancelled = await self._broker.cancel(self.symbol, state.client_id)
+        except (OrderError, ExchangeError) as exc:
+            log.warning(
+                "%s: the rest of %s not cancelled now: %s", self.symbol, state.client_id, exc
+            )
+            return state
+        return state if cancelled is None else cancelled
 
     async def _place(self, request: OrderRequest) -> OrderState:
         """Place; after an uncertain outcome look the order up and resend only if the
@@ -363,7 +382,8 @@ class Trader:
         if signal.position != "long":
             return None
         orders = self._log.orders(signal.id)
-        if not any(o.role == "entry" for o in orders):
+        never_filled = not self._log.fills(signal.id) and all(o.final for o in orders)
+        if not any(o.role == "entry" for o in orders) or never_filled:
             return None
         exit_id = client_order_id(signal.id, "exit")
         when = result.timestamp
@@ -485,7 +505,7 @@ class Trader:
             close = None
             if signal is not None and signal.position == "long":
                 close = await self._settle(signal, when)
-            await self._compare_account(signal if close is None else None, when)
+            await self._compare_account(signal, when)
         except (_Unknown, ExchangeError) as exc:
             self._unreconciled = (
                 f"could not reconcile with the exchange on start ({exc}): no new positions "
@@ -522,62 +542,77 @@ class Trader:
     ) -> ExchangeClose | _Again | None:
         """Do one action; AGAIN: ask the decisions again, else the outcome."""
         if isinstance(action, flow.LookUpOrder):
-            await self._refresh(signal, action.order, when)
-            return AGAIN
+            return AGAIN if await self._refresh(signal, action.order, when) else None
         if isinstance(action, flow.LookUpProtection):
-            found = await self._find_protection(action.list_client_id)
-            if found is None:
-                legs = [
-                    dataclasses.replace(
-                        o, status="canceled", message=flow.NOT_ON_EXCHANGE + "never sent"
-                    )
-                    for o in self._log.orders(signal.id)
-                    if o.list_client_id == action.list_client_id and not o.final
-                ]
-                found = ProtectionState(action.list_client_id, self.symbol, "canceled", tuple(legs))
-            await self._record_protection(signal.id, found)
-            await self._sync_fills(signal.id, signal.timestamp)
-            return None if found.status == "open" else AGAIN
+            return await self._look_up_protection(signal, action.list_client_id)
+        if isinstance(action, flow.Protect | flow.SellRest) and self._mismatch_halt():
+            log.warning("%s: halted (%s): %s not done", self.symbol, self._halted, action)
+            return None
         if isinstance(action, flow.Protect):
             await self._protect(signal, when)
             return None
         if isinstance(action, flow.SellRest):
-            model = flow.model_reason(action.exit)
-            state = await self._place(
-                OrderRequest(
-                    signal.id,
-                    "exit",
-                    self.symbol,
-                    "sell",
-                    "market",
-                    action.amount,
-                    action.exit.client_id,
-                )
-            )
-            await self._log.record_order(
-                signal.id, dataclasses.replace(state, message=action.exit.message)
-            )
-            await self._sync_fills(signal.id, signal.timestamp)
-            log.warning(
-                "%s: the exit decided before a restart (%s) is finished", self.symbol, model
-            )
-            return AGAIN
-        if isinstance(action, flow.ClosedByProtection):
-            return self._closed(
-                signal, action.leg, action.leg.role, when, "the exchange's protective order filled"
-            )
-        if isinstance(action, flow.ClosedByExit):
-            reason = flow.model_reason(action.exit)
-            how = f"the exit sold before a restart (model: {reason})"
-            if reason is None:
-                reason, how = (
-                    "time_expired",
-                    "the exit sold before a restart; the model's reason is unknown",
-                )
-            return self._closed(signal, action.exit, reason, when, how)
+            return await self._sell_rest(signal, action, when)
+        if isinstance(action, flow.ClosedByProtection | flow.ClosedByExit):
+            return self._closed_by(signal, action, when)
         if isinstance(action, flow.Halt):
             await self._halt(action.reason, when)
         return None
+
+    async def _look_up_protection(self, signal: OpenSignal, list_id: str) -> _Again | None:
+        found = await self._find_protection(list_id)
+        if found is None:
+            legs = [
+                dataclasses.replace(
+                    o, status="canceled", message=flow.NOT_ON_EXCHANGE + "never sent"
+                )
+                for o in self._log.orders(signal.id)
+                if o.list_client_id == list_id and not o.final
+            ]
+            found = ProtectionState(list_id, self.symbol, "canceled", tuple(legs))
+        await self._record_protection(signal.id, found)
+        await self._sync_fills(signal.id, signal.timestamp)
+        return None if found.status == "open" else AGAIN
+
+    async def _sell_rest(
+        self, signal: OpenSignal, action: flow.SellRest, when: int
+    ) -> _Again | None:
+        """Finish an exit decided before a restart: sell what is still held."""
+        request = OrderRequest(
+            signal.id, "exit", self.symbol, "sell", "market", action.amount, action.exit.client_id
+        )
+        try:
+            state = await self._place(request)
+        except OrderRejectedError as exc:
+            await self._halt(
+                f"the exit of signal {signal.id} was refused ({exc}): {action.amount:g} is "
+                "still held without protection. Sell it by hand, then restart btkit",
+                when,
+            )
+            return None
+        await self._log.record_order(
+            signal.id, dataclasses.replace(state, message=action.exit.message)
+        )
+        await self._sync_fills(signal.id, signal.timestamp)
+        log.warning("%s: the exit decided before a restart is finished", self.symbol)
+        return AGAIN
+
+    def _closed_by(
+        self, signal: OpenSignal, action: flow.ClosedByProtection | flow.ClosedByExit, when: int
+    ) -> ExchangeClose:
+        if isinstance(action, flow.ClosedByProtection):
+            leg = action.leg
+            return self._closed(
+                signal, leg, leg.role, when, "the exchange's protective order filled"
+            )
+        reason = flow.model_reason(action.exit)
+        how = f"the exit sold before a restart (model: {reason})"
+        if reason is None:
+            reason, how = (
+                "time_expired",
+                "the exit sold before a restart; the model's reason is unknown",
+            )
+        return self._closed(signal, action.exit, reason, when, how)
 
     async def _record_protection(self, signal_id: str, state: ProtectionState) -> None:
         """Record the list's legs; intent legs the exchange names otherwise are closed out."""
@@ -611,7 +646,7 @@ class Trader:
             dataclasses.replace(report, how=_join(how, report.how)),
         )
 
-    async def _refresh(self, signal: OpenSignal, order: OrderState, when: int) -> None:
+    async def _refresh(self, signal: OpenSignal, order: OrderState, when: int) -> bool:
         """Learn what became of an order not final in the ledger."""
         found = await self._find(order.client_id)
         if found is None:
@@ -632,9 +667,11 @@ class Trader:
                     signal.id,
                 )
         else:
+            found = await self._settled(found)
             found = dataclasses.replace(found, message=found.message or order.message)
         await self._log.record_order(signal.id, found)
         await self._sync_fills(signal.id, order.timestamp)
+        return found.final
 
     async def _compare_account(self, signal: OpenSignal | None, when: int) -> None:
         rules = await self._market()
