@@ -524,6 +524,38 @@ def test_a_start_without_the_exchange_halts_until_reconciled_then_resumes():
     assert "S" not in log.halts
 
 
+def test_a_refused_late_exit_halts_instead_of_retrying():
+    broker, log = CrashingBroker(EXIT, "before"), FakeOrderLog()
+    run(trader(broker, log).enter(SIGNAL, T0, 100.0))
+    with pytest.raises(Crash):
+        run(trader(broker, log).exit(closed()))
+    broker.faults = ["reject"]
+    restarted = trader(broker, log)
+    assert run(restarted.restore(SIGNAL, T0)) is None
+    assert restarted.halted is not None
+    assert "was refused" in restarted.halted
+    assert EXIT not in broker.sent
+    broker.faults = []
+    restarted.halted = restarted.halted  # still halted at the next check: not retried
+    assert run(restarted.check(SIGNAL, T0 + 3_600_000)) is None
+    assert EXIT not in broker.sent
+
+
+def test_no_protection_is_placed_while_halted_by_a_mismatch():
+    broker, log, clock = CrashingBroker(LIST, "before"), FakeOrderLog(), FakeClock(T0)
+    with pytest.raises(Crash):
+        run(trader(broker, log).enter(SIGNAL, T0, 100.0))
+    t = trader(broker, log, clock=clock)
+    t.halted = "the exchange has an order btkit does not know"
+    assert run(t.check(SIGNAL, T0)) is None
+    assert LIST not in broker.lists
+    t.halted = None
+    assert run(t.check(SIGNAL, T0 + 60_000)) is None
+    clock.now = T0 + 60_000
+    run(t.check(SIGNAL, clock.now))
+    assert broker.lists[LIST].status == "open"
+
+
 def settings(**values: Any) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
