@@ -604,3 +604,38 @@ def test_build_trading_shares_one_position_limit_across_symbols():
 
 
 _: Callable[..., object] = trader
+
+
+def test_the_runner_enters_and_a_stop_loss_fill_closes_the_signal_at_its_price():
+    from btkit.domain.model import OpenedResult
+    from btkit.drivers.runner import SymbolRunner
+    from btkit.engine.pnl import Costs
+    from btkit.strategies import strategy
+    from tests.fakes import FakeSignalStore, PriceMarket, minute
+    from tests.test_drivers_fakes import always_long
+
+    broker, log, clock = FakeBroker(), FakeOrderLog(), FakeClock(minute(5))
+    runner = SymbolRunner(
+        symbol="S",
+        strategy=strategy("test", interval="1m")(always_long("S")),
+        exchange_name="fake",
+        market=PriceMarket({minute(n): 100.0 for n in range(200)}),
+        store=FakeSignalStore(),
+        costs=Costs(),
+        trading=trader(broker, log, clock=clock),
+    )
+    broker.now = minute(5)
+    opened = run(runner.tick(minute(5)))
+    assert isinstance(opened, OpenedResult)
+    assert opened.trade is not None
+    assert opened.trade.status == "closed"
+    list_id = client_order_id(opened.signal.id, "protection")
+    assert broker.lists[list_id].status == "open"
+    broker.trigger(list_id, "stop_loss", 90.0)
+    clock.now = minute(7)
+    result = run(runner.tick(minute(7)))
+    assert isinstance(result, ClosedResult)
+    assert (result.close_reason, result.current_price) == ("stop_loss", 90.0)
+    assert result.trade is not None
+    assert result.trade.role == "stop_loss"
+    assert broker.sent.count(client_order_id(opened.signal.id, "exit")) == 0

@@ -238,7 +238,7 @@ class Trader:
             )
         state = await self._settled(state)
         await self._log.record_order(request.signal_id, state)
-        await self._sync_fills(request.signal_id, intent.timestamp)
+        await self._sync_fills(request.signal_id, min(intent.timestamp, state.timestamp))
         return state
 
     async def _settled(self, state: OrderState) -> OrderState:
@@ -523,6 +523,8 @@ class Trader:
     async def _settle(self, signal: OpenSignal, when: int) -> ExchangeClose | None:
         """Ask the decisions until nothing is left to do for `signal`."""
         rules = await self._market()
+        if self._log.orders(signal.id):  # executions the ledger may have missed
+            await self._sync_fills(signal.id, signal.timestamp)
         for _ in range(8):  # each action moves the trade on; a loop is a bug, not a state
             action = flow.next_action(
                 self._log.orders(signal.id),
