@@ -135,3 +135,14 @@ def test_a_base_balance_below_the_ledgers_positions_is_a_mismatch():
     (problem,) = flow.mismatches(view(exchange_base_total=0.5))
     assert "only 0.5 B" in problem
     assert flow.mismatches(view(exchange_base_total=0.9995)) == []
+
+
+def test_a_signal_stake_must_be_a_positive_number():
+    from btkit.domain.model import Signal
+    from btkit.engine.validation import validate_signal
+
+    good = Signal("long", 100.0, 110.0, 90.0, 60, stake=50)
+    assert validate_signal(good, 1) == []
+    for bad in (0, -1, float("nan"), "50"):
+        problems = validate_signal(Signal("long", 100.0, 110.0, 90.0, 60, stake=bad), 1)  # type: ignore[arg-type]
+        assert any("stake must be" in p for p in problems)

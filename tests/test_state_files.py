@@ -56,6 +56,7 @@ RULES = [
     ({"position": "sideways"}, "position must be 'long' or 'short'"),
     ({"minute_estimated_time": 0}, "minute_estimated_time must be a number > 0"),
     ({"note": "x" * 10_000}, "note is 10000 bytes"),
+    ({"stake": -5}, "stake must be a finite number > 0"),
 ]
 NAMES = ("replay", "my-strategy", "ETHBTC")
 
@@ -115,3 +116,18 @@ def test_a_valid_state_file_round_trips_an_infinite_lifetime_as_null():
     assert state.signal.minute_estimated_time == math.inf
     with pytest.raises(UnusableStateFile, match="minute_estimated_time"):
         parse_state(json.dumps(state_document(minute_estimated_time="soon")).encode())
+
+
+def test_a_signals_own_stake_round_trips_and_is_left_out_when_unset():
+    from btkit.domain.model import signal_to_dict
+
+    state = parse_state(json.dumps(state_document(stake=250)).encode(), NAMES)
+    assert state.signal is not None
+    assert state.signal.stake == 250.0
+    written = {**state_document(), "signal": signal_to_dict(state.signal)}  # as save writes it
+    again = parse_state(json.dumps(written).encode(), NAMES)
+    assert again.signal == state.signal
+    unset = parse_state(json.dumps(state_document()).encode(), NAMES)
+    assert unset.signal is not None
+    assert unset.signal.stake is None
+    assert "stake" not in signal_to_dict(unset.signal)  # events and reports unchanged

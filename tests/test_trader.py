@@ -385,6 +385,14 @@ def test_max_open_positions_counts_every_symbol():
     assert run(second.enter(other, T0, 100.0)).status == "closed"  # type: ignore[union-attr]
 
 
+def test_a_signals_own_stake_wins_over_the_setting():
+    broker, log = FakeBroker(), FakeOrderLog()
+    own = dataclasses.replace(SIGNAL, stake=250.0)
+    report = run(trader(broker, log, stake=1000.0).enter(own, T0, 100.0))
+    assert report is not None
+    assert (report.status, report.filled) == ("closed", 2.5)
+
+
 def test_a_stake_above_max_stake_is_refused():
     broker, log = FakeBroker(), FakeOrderLog()
     t = trader(broker, log, limits=RiskLimits(max_stake=500.0))

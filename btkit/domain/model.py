@@ -43,6 +43,8 @@ class Signal:
     minute_estimated_time: float
     note: str = ""
     id: str | None = None
+    stake: float | None = None
+    """Quote amount to trade for this signal (`--trade paper|live`); None: `--stake`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,8 @@ class OpenSignal:
     exchange_name: str
     timestamp: int
     note: str = ""
+    stake: float | None = None
+    """The signal's own stake, if its strategy set one."""
 
     @property
     def expires_at(self) -> int | None:
@@ -164,6 +168,8 @@ def signal_to_dict(signal: OpenSignal) -> dict[str, Any]:
     """The JSON form of an open signal (an infinite lifetime is null)."""
     document = dataclasses.asdict(signal)
     document["minute_estimated_time"] = lifetime_to_json(signal.minute_estimated_time)
+    if signal.stake is None:  # most signals: their JSON stays as it always was
+        del document["stake"]
     return document
 
 

@@ -170,7 +170,7 @@ class Trader:
         except ExchangeError as exc:
             return self._skip(entry_id, price, f"the exchange did not answer ({exc}); not traded")
         free_quote = free.free if free is not None else 0.0
-        stake = choose_stake(self._options.stake, None, free_quote)
+        stake = choose_stake(self._options.stake, signal.stake, free_quote)
         refusal = check_entry(
             self._options.limits,
             open_positions=self._positions.count(),

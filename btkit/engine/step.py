@@ -118,6 +118,7 @@ def accept_signal(raw: object, key: SymbolKey, when: int) -> OpenSignal | Reject
         exchange_name=key.exchange_name,
         timestamp=when,
         note=signal.note,
+        stake=None if signal.stake is None else float(signal.stake),
     )
 
 

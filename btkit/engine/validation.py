@@ -53,6 +53,8 @@ def validate_signal(signal: Signal, timestamp: int) -> list[str]:
         problems.append(f"timestamp must be > 0, got {timestamp}")
     problems.extend(_ordering_problems(signal))
     problems.extend(_note_problems(signal.note))
+    if signal.stake is not None and not _is_positive_number(signal.stake):
+        problems.append(f"stake must be a finite number > 0 (or None), got {signal.stake!r}")
     return problems
 
 

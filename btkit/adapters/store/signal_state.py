@@ -61,6 +61,7 @@ class _StoredSignal(pydantic.BaseModel):
     exchange_name: str
     timestamp: int
     note: str = ""
+    stake: float | None = None
 
 
 class _StateFile(pydantic.BaseModel):
@@ -93,6 +94,7 @@ def _restored_signal(stored: _StoredSignal) -> OpenSignal:
         lifetime,
         stored.note,
         stored.id,
+        stored.stake,
     )
     problems = validate_signal(candidate, stored.timestamp)
     if problems:
@@ -109,6 +111,7 @@ def _restored_signal(stored: _StoredSignal) -> OpenSignal:
         stored.exchange_name,
         stored.timestamp,
         stored.note,
+        stored.stake,
     )
 
 
