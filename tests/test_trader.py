@@ -151,6 +151,28 @@ def test_a_timeout_the_exchange_never_saw_is_sent_again_with_the_same_id():
     assert broker.wallet["B"] == 10.0
 
 
+class Http503Broker(FakeBroker):
+    """The first order executes, then the exchange answers 503 (a plain exchange error)."""
+
+    failed = False
+
+    async def place(self, request: OrderRequest) -> OrderState:
+        state = await super().place(request)
+        if not self.failed:
+            self.failed = True
+            raise TransientExchangeError("503 Service Unavailable")
+        return state
+
+
+def test_an_exchange_error_while_placing_counts_as_uncertain():
+    broker, log = Http503Broker(), FakeOrderLog()
+    report = run(trader(broker, log).enter(SIGNAL, T0, 100.0))
+    assert report is not None
+    assert report.status == "closed"
+    assert entries_sent(broker) == 1
+    assert broker.wallet["B"] == 10.0
+
+
 def test_endless_uncertainty_halts_instead_of_guessing():
     broker, log = FakeBroker(), FakeOrderLog()
     broker.faults = ["timeout"] * 10

@@ -261,7 +261,7 @@ class Trader:
         for attempt in range(self._options.lookups):
             try:
                 return await self._broker.place(request)
-            except OrderUncertainError as exc:
+            except (OrderUncertainError, ExchangeError) as exc:  # it may have arrived
                 log.warning("%s: %s; looking %s up", self.symbol, exc, request.client_id)
             await self._pause(attempt)
             found = await self._find(request.client_id)
@@ -352,7 +352,7 @@ class Trader:
         for attempt in range(self._options.lookups):
             try:
                 return await self._broker.protect(request)
-            except OrderUncertainError as exc:
+            except (OrderUncertainError, ExchangeError) as exc:  # it may have arrived
                 log.warning("%s: %s; looking %s up", self.symbol, exc, request.list_client_id)
             await self._pause(attempt)
             found = await self._find_protection(request.list_client_id)
@@ -494,7 +494,7 @@ class Trader:
             return None
         try:
             return await self._settle(signal, when)
-        except (_Unknown, ExchangeError) as exc:
+        except (_Unknown, ExchangeError, OrderError) as exc:
             log.warning("%s: reconciliation postponed: %s", self.symbol, exc)
             return None
 
@@ -506,7 +506,7 @@ class Trader:
             if signal is not None and signal.position == "long":
                 close = await self._settle(signal, when)
             await self._compare_account(signal, when)
-        except (_Unknown, ExchangeError) as exc:
+        except (_Unknown, ExchangeError, OrderError) as exc:
             self._unreconciled = (
                 f"could not reconcile with the exchange on start ({exc}): no new positions "
                 "until it answers (retried every BTKIT_RECONCILE_SECONDS)"
