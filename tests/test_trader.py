@@ -461,6 +461,24 @@ def test_an_unknown_btk_order_on_the_exchange_halts_the_symbol():
     assert log.halts["S"] == t.halted
 
 
+def test_a_clean_start_lifts_an_old_halt_but_not_todays_circuit_breaker():
+    broker, log = FakeBroker(), FakeOrderLog()
+    run(log.record_halt("S", "an old mismatch, since fixed by hand", T0))
+    t = trader(broker, log, limits=RiskLimits(daily_loss_limit=50.0))
+    run(t.restore(None, T0))
+    assert t.halted is None
+    assert "S" not in log.halts
+    loss = [
+        Fill("l1", "old-e", "S", "buy", 1.0, 100.0, 0.0, T0),
+        Fill("l2", "old-x", "S", "sell", 1.0, 40.0, 0.0, T0),
+    ]
+    run(log.record_fills("old", loss))
+    again = trader(broker, log, limits=RiskLimits(daily_loss_limit=50.0))
+    run(again.restore(None, T0))
+    assert again.halted is not None
+    assert "circuit breaker" in log.halts["S"]
+
+
 def test_a_users_own_order_is_not_a_mismatch():
     broker, log = FakeBroker(), FakeOrderLog()
     mine = OrderState("manual-1", "S", "buy", "limit", "entry", "open", 1, 0, None, 0, T0)
@@ -616,10 +634,23 @@ def test_live_on_replay_is_refused_and_paper_passes():
     check_trade_mode(settings(trade="paper"), "replay", False)
 
 
+def test_build_trading_with_trade_off_places_nothing():
+    from btkit.drivers.runner import NoTrading
+
+    traders = build_trading(
+        settings(),
+        broker=FakeBroker(),
+        order_log=FakeOrderLog(),
+        symbols=["S"],
+        clock=FakeClock(T0),
+    )
+    assert isinstance(traders["S"], NoTrading)
+
+
 def test_build_trading_shares_one_position_limit_across_symbols():
     broker, log = FakeBroker(), FakeOrderLog()
     traders = build_trading(
-        settings(max_open_positions=1, stake=1000.0),
+        settings(trade="paper", max_open_positions=1, stake=1000.0),
         broker=broker,
         order_log=log,
         symbols=["S", "S2"],

@@ -705,6 +705,23 @@ class Trader:
         problems = flow.mismatches(view)
         if problems:
             await self._halt("; ".join(problems), when)
+        elif self._halted is None:
+            await self._halt_state_on_start(rules.quote, when)
+
+    async def _halt_state_on_start(self, quote: str, when: int) -> None:
+        """A clean start lifts a halt the ledger kept from an earlier run, unless today's
+        losses still trip the circuit breaker."""
+        refusal = check_entry(
+            RiskLimits(daily_loss_limit=self._options.limits.daily_loss_limit),
+            open_positions=0,
+            stake=0.0,
+            realised_today=self._log.realised_since(utc_day_start(when)),
+            quote=quote,
+        )
+        if refusal is not None:
+            await self._halt(refusal.reason, when, breaker=True)
+        else:
+            await self._log.record_halt(self.symbol, None, when)
 
 
 def _intent(request: OrderRequest, when: int) -> OrderState:

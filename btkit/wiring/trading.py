@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from btkit.adapters.exchanges.replay import REPLAY
 from btkit.domain.errors import ConfigError
+from btkit.drivers.runner import NO_TRADING
 from btkit.drivers.trader import OpenPositions, Trader, TraderOptions
 from btkit.engine.risk import RiskLimits
 from btkit.ports import Broker, Clock, OrderLog, Trading
@@ -35,7 +36,12 @@ def build_trading(
     symbols: Sequence[str],
     clock: Clock,
 ) -> dict[str, Trading]:
-    """One Trader per symbol; they share one count of open positions (a limit across all)."""
+    """One Trader per symbol; they share one count of open positions (a limit across all).
+    `--trade off`: NoTrading for each (signals are announced only)."""
+    if settings.trade == "off":
+        return {symbol: NO_TRADING for symbol in symbols}
+    if broker.mode != settings.trade:
+        raise ValueError(f"a {broker.mode} broker wired for --trade {settings.trade}")
     positions = OpenPositions()
     options = trader_options(settings)
     return {
