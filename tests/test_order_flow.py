@@ -83,10 +83,18 @@ def test_legs_that_never_reached_the_exchange_are_placed_again_not_halted():
 
 def test_a_decided_exit_sells_what_is_still_held_after_the_legs_were_cancelled():
     legs = [order("take_profit", "canceled"), order("stop_loss", "canceled")]
-    exit_ = order("exit", "rejected", message=flow.MODEL_REASON_PREFIX + "time_expired")
+    exit_ = order("exit", "canceled", message=flow.MODEL_REASON_PREFIX + "time_expired")
     action = flow.next_action([ENTRY, *legs, exit_], [fill("entry", 1.0)], **STEP)
     assert action == flow.SellRest(1.0, exit_)
     assert flow.model_reason(exit_) == "time_expired"
+
+
+def test_an_exit_the_exchange_refused_is_not_sold_again_but_halts():
+    legs = [order("take_profit", "canceled"), order("stop_loss", "canceled")]
+    exit_ = order("exit", "rejected", message="Account has insufficient balance")
+    action = flow.next_action([ENTRY, *legs, exit_], [fill("entry", 1.0)], **STEP)
+    assert isinstance(action, flow.Halt)
+    assert "insufficient balance" in action.reason
 
 
 def test_an_exit_that_sold_everything_closes_by_the_exit():

@@ -578,30 +578,31 @@ def test_a_refused_late_exit_halts_instead_of_retrying():
     with pytest.raises(Crash):
         run(trader(broker, log).exit(closed()))
     broker.faults = ["reject"]
-    restarted = trader(broker, log)
+    clock = FakeClock(T0)
+    restarted = trader(broker, log, clock=clock)
     assert run(restarted.restore(SIGNAL, T0)) is None
     assert restarted.halted is not None
-    assert "was refused" in restarted.halted
+    assert "refused the exit" in restarted.halted
+    assert "10 is still held" in restarted.halted
     assert EXIT not in broker.sent
     broker.faults = []
-    restarted.halted = restarted.halted  # still halted at the next check: not retried
-    assert run(restarted.check(SIGNAL, T0 + 3_600_000)) is None
+    clock.now = T0 + 3_600_000
+    assert run(restarted.check(SIGNAL, clock.now)) is None  # due, but not sent again
+    assert EXIT not in broker.sent
+    assert run(trader(broker, log).restore(SIGNAL, T0)) is None  # nor on the next start
     assert EXIT not in broker.sent
 
 
-def test_no_protection_is_placed_while_halted_by_a_mismatch():
-    broker, log, clock = CrashingBroker(LIST, "before"), FakeOrderLog(), FakeClock(T0)
+def test_a_halt_stops_entries_but_a_held_position_is_still_protected():
+    broker, log = CrashingBroker(LIST, "before"), FakeOrderLog()
     with pytest.raises(Crash):
         run(trader(broker, log).enter(SIGNAL, T0, 100.0))
-    t = trader(broker, log, clock=clock)
+    t = trader(broker, log)
     t.halted = "the exchange has an order btkit does not know"
     assert run(t.check(SIGNAL, T0)) is None
-    assert LIST not in broker.lists
-    t.halted = None
-    assert run(t.check(SIGNAL, T0 + 60_000)) is None
-    clock.now = T0 + 60_000
-    run(t.check(SIGNAL, clock.now))
-    assert broker.lists[LIST].status == "open"
+    assert broker.lists[LIST].status == "open"  # a naked position is the worst outcome
+    other = dataclasses.replace(SIGNAL, id="sig-2")
+    assert run(t.enter(other, T0, 100.0)).status == "halted"  # type: ignore[union-attr]
 
 
 def settings(**values: Any) -> Settings:

@@ -137,10 +137,6 @@ class Trader:
             await self._log.record_halt(self.symbol, reason, when)
         self._halted = reason
 
-    def _mismatch_halt(self) -> bool:
-        """Halted for a reason other than the circuit breaker (which stops entries only)."""
-        return self._halted is not None and self._breaker_day is None
-
     async def _lift_breaker(self, when: int) -> None:
         if self._breaker_day is not None and self.halted is None:
             self._breaker_day, self._halted = None, None
@@ -390,6 +386,11 @@ class Trader:
         try:
             return await self._exit(signal, result, exit_id, when)
         except (_Unknown, OrderRejectedError, ExchangeError) as exc:
+            if isinstance(exc, OrderRejectedError):
+                request = OrderRequest(
+                    signal.id, "exit", self.symbol, "sell", "market", 0.0, exit_id
+                )
+                await self._exit_refused(signal.id, request, exc, when)
             left = flow.held(self._log.fills(signal.id))
             why = (
                 f"the exit of signal {signal.id} failed ({exc}): {left:g} may still be held "
@@ -547,9 +548,6 @@ class Trader:
             return AGAIN if await self._refresh(signal, action.order, when) else None
         if isinstance(action, flow.LookUpProtection):
             return await self._look_up_protection(signal, action.list_client_id)
-        if isinstance(action, flow.Protect | flow.SellRest) and self._mismatch_halt():
-            log.warning("%s: halted (%s): %s not done", self.symbol, self._halted, action)
-            return None
         if isinstance(action, flow.Protect):
             await self._protect(signal, when)
             return None
@@ -586,18 +584,21 @@ class Trader:
         try:
             state = await self._place(request)
         except OrderRejectedError as exc:
-            await self._halt(
-                f"the exit of signal {signal.id} was refused ({exc}): {action.amount:g} is "
-                "still held without protection. Sell it by hand, then restart btkit",
-                when,
-            )
-            return None
+            await self._exit_refused(signal.id, request, exc, when)
+            return AGAIN  # the decisions now halt
         await self._log.record_order(
             signal.id, dataclasses.replace(state, message=action.exit.message)
         )
         await self._sync_fills(signal.id, signal.timestamp)
         log.warning("%s: the exit decided before a restart is finished", self.symbol)
         return AGAIN
+
+    async def _exit_refused(
+        self, signal_id: str, request: OrderRequest, exc: OrderRejectedError, when: int
+    ) -> None:
+        """Recorded as refused, so no reconciliation sends it again."""
+        refused = dataclasses.replace(_intent(request, when), status="rejected", message=str(exc))
+        await self._log.record_order(signal_id, refused)
 
     def _closed_by(
         self, signal: OpenSignal, action: flow.ClosedByProtection | flow.ClosedByExit, when: int
@@ -652,9 +653,8 @@ class Trader:
         """Learn what became of an order not final in the ledger."""
         found = await self._find(order.client_id)
         if found is None:
-            if order.role == "exit":
-                # decided but never sent: keep the intent; SellRest sends it
-                found = dataclasses.replace(order, status="rejected", message=order.message)
+            if order.role == "exit":  # decided, never sent: SellRest sends it
+                found = dataclasses.replace(order, status="canceled")
             else:
                 found = dataclasses.replace(
                     order,

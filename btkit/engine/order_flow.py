@@ -9,7 +9,7 @@ The rules, in order (spot long: buy entry, OCO sell take-profit + stop-loss, sel
 1. no entry order: nothing was traded for this signal;
 2. an order not final (an intent `new`, or `open`): look it up by its client id;
 3. an exit was decided (exit order recorded): its fills emptied the position: closed by
-   the exit; else sell what is still held;
+   the exit; else sell what is still held (unless the exchange refused that sale: halt);
 4. a protective leg filled and nothing is held: the exchange closed the position;
 5. something held and no protective leg resting: protect it, unless the ledger's legs
    were cancelled by someone else (btkit cancels only after recording an exit): halt,
@@ -172,6 +172,12 @@ def next_action(
 
 def _exiting(exit_order: OrderState, legs: Sequence[OrderState], position: float) -> Action:
     """The exit was decided and no protective leg rests: sell the rest, or it is closed."""
+    if position > 0 and exit_order.status == "rejected":
+        return Halt(
+            f"the exchange refused the exit {exit_order.client_id} ({exit_order.message}) and "
+            f"{position:g} is still held without protection: sell it by hand on the exchange, "
+            "then restart btkit"
+        )
     if position > 0:
         return SellRest(position, exit_order)
     filled_leg = next((leg for leg in legs if leg.filled > 0), None)
