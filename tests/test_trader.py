@@ -343,6 +343,23 @@ def test_a_partial_entry_protects_and_later_sells_what_filled():
     assert broker.wallet["B"] == 0.0
 
 
+def test_an_exit_sells_only_what_a_partly_filled_protective_leg_left():
+    broker, log = FakeBroker(), FakeOrderLog()
+    t = trader(broker, log)
+    run(t.enter(SIGNAL, T0, 100.0))
+    protection = broker.lists[LIST]
+    tp = protection.legs[0]
+    broker.trades.append(Fill("tp-1", tp.client_id, "S", "sell", 4.0, 110.0, 0.44, T0, "99"))
+    broker.wallet["B"] -= 4.0
+    partly = dataclasses.replace(tp, filled=4.0, average=110.0)
+    broker.lists[LIST] = dataclasses.replace(protection, legs=(partly, protection.legs[1]))
+    report = run(t.exit(closed()))
+    assert report is not None
+    assert (report.status, report.amount, report.filled) == ("closed", 6.0, 6.0)
+    assert broker.wallet["B"] == 0.0
+    assert sorted(f.amount for f in log.fills(SIGNAL.id) if f.side == "sell") == [4.0, 6.0]
+
+
 def test_a_rejected_entry_is_reported_and_not_retried():
     broker, log = FakeBroker(), FakeOrderLog()
     broker.faults = ["reject"]
