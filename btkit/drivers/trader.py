@@ -448,7 +448,8 @@ class Trader:
                 )
                 how = "nothing left to sell"
                 if leg is not None:
-                    how = f"the {leg.role} order filled first at {leg.average:g}: nothing to sell"
+                    price = leg.average if leg.average is not None else leg.price
+                    how = f"the {leg.role} order filled first at {price}: nothing to sell"
                 return TradeReport(
                     mode, "exit", exit_id, "canceled", model_price=result.current_price, how=how
                 )
@@ -458,6 +459,7 @@ class Trader:
             state = await self._place(request)
         else:
             state = found
+        state = await self._settled(state)
         await self._log.record_order(
             signal.id, dataclasses.replace(state, message=state.message or recorded.message)
         )
