@@ -51,8 +51,8 @@ ORDER_FAULTS = (
     "500_after",  # executed, then 500 -1000
     "503",  # not executed; a proxy's 503
     "429",  # not executed; 429 -1003 with Retry-After
-    "timeout",  # executed, then answered after `slow_seconds` (past the client's timeout)
-    "timeout_before",  # answered (and executed) only after `slow_seconds`
+    "timeout",  # executed, then the answer held until `faults.release` (past the timeout)
+    "timeout_before",  # held until `faults.release`, then executed (the client gave up)
     "partial",  # a market order fills half; the rest expires
     "reject",  # -2010 "Order was rejected" (the engine never saw it)
 )
@@ -78,6 +78,9 @@ class FaultPlan:
     """Faults for the next order requests (POST/DELETE), one per request; "ok" passes."""
     reads: deque[str] = field(default_factory=deque)
     """Faults ("429", "500", "503", "timeout") for the next signed GETs."""
+    hold_seconds: float = 60.0
+    """Longest a "timeout" fault holds its answer; the test ends it with `release`."""
+    release: threading.Event = field(default_factory=threading.Event)
     clock_skew_ms: int = 0
     """The server's clock against the machine's (ccxt must sync with load_time_difference)."""
 
@@ -184,6 +187,10 @@ class BinanceServer(LocalHttpServer):
         with self._lock:
             self.faults.orders.extend(faults)
 
+    def __exit__(self, *exc: object) -> None:
+        self.faults.release.set()  # no handler thread outlives the test
+        super().__exit__(*exc)
+
     def inject_reads(self, *faults: str) -> None:
         with self._lock:
             self.faults.reads.extend(faults)
@@ -269,7 +276,7 @@ class BinanceServer(LocalHttpServer):
         if fault == "lost_before":
             return  # the connection closes with no answer
         if fault == "timeout_before":
-            time.sleep(self.faults.slow_seconds)
+            self.faults.release.wait(self.faults.hold_seconds)
         try:
             status, answer = 200, self._route(method, path, params, fault)
         except ApiError as exc:
@@ -279,7 +286,7 @@ class BinanceServer(LocalHttpServer):
         if fault == "500_after":
             return self._send(request, 500, _UNKNOWN)
         if fault == "timeout":
-            time.sleep(self.faults.slow_seconds)
+            self.faults.release.wait(self.faults.hold_seconds)
         self._send(request, status, answer)
 
     def _take_fault(self, queue: deque[str]) -> str | None:
