@@ -27,6 +27,7 @@ FEE = 0.001
 STEP = 0.001
 TICK = 0.000001
 MIN_QTY = 0.001
+DAY_MS = 86_400_000
 
 
 class ApiError(Exception):
@@ -417,20 +418,25 @@ class Matching:
         ]
 
     def my_trades(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        """Binance's paging: `fromId` onwards; else `startTime` (and `endTime`, at most
+        24 hours later: only `startTime` gives the next 24 hours); else the newest."""
         symbol = params.get("symbol", "")
-        since = int(params.get("startTime") or 0)
         order_id = params.get("orderId")
-        from_id = int(params.get("fromId") or 0)
-        limit = int(params.get("limit") or 500)
+        limit = min(int(params.get("limit") or 500), 1000)
         rows = [
-            t.as_json()
+            t
             for t in self.trades
-            if t.order.symbol == symbol
-            and t.time >= since
-            and t.trade_id >= from_id
-            and (order_id is None or str(t.order.order_id) == order_id)
+            if t.order.symbol == symbol and (order_id is None or str(t.order.order_id) == order_id)
         ]
-        return rows[:limit]
+        if params.get("fromId"):
+            rows = [t for t in rows if t.trade_id >= int(params["fromId"])][:limit]
+        elif params.get("startTime"):
+            start = int(params["startTime"])
+            end = min(int(params.get("endTime") or 2**62), start + DAY_MS)
+            rows = [t for t in rows if start <= t.time <= end][:limit]
+        else:
+            rows = rows[-limit:]
+        return [t.as_json() for t in rows]
 
     # --- OCO ----------------------------------------------------------------
 

@@ -517,3 +517,21 @@ def test_the_exchange_serves_its_order_book(binance):
     assert book.bids[0][0] < PRICE < book.asks[0][0]
     assert [p for p, _ in book.bids] == sorted((p for p, _ in book.bids), reverse=True)
     assert [p for p, _ in book.asks] == sorted(p for p, _ in book.asks)
+
+
+def test_fills_page_back_by_trade_id_across_days(binance, monkeypatch):
+    """Binance gives only the 24 h after a bare startTime; paging by id misses nothing."""
+    monkeypatch.setattr("btkit.adapters.brokers.ccxt_broker.TRADE_PAGE", 3)
+    binance.engine.fill_parts = 4
+    later = client_order_id("always-long:ETHBTC:later", "entry")
+
+    async def scenario(broker):
+        await broker.place(entry(0.4))
+        binance.advance_to(binance.engine.now_ms + 2 * 86_400_000)
+        second = await broker.place(entry(0.4, later))
+        return await broker.fills("ETHBTC", 0), await broker.fills("ETHBTC", second.timestamp)
+
+    (every, recent), _ = run(binance, scenario)
+    assert [f.client_id for f in every] == [ENTRY] * 4 + [later] * 4
+    assert [f.trade_id for f in every] == [str(n) for n in range(1, 9)]
+    assert [f.client_id for f in recent] == [later] * 4

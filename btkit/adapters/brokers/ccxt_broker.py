@@ -523,22 +523,30 @@ class CcxtBroker:
         return [await self._complete(market, o) for o in orders]
 
     async def fills(self, symbol: str, since_ms: int) -> list[Fill]:
+        """Newest page first, then back by trade id until a trade precedes `since_ms`:
+        Binance answers a bare `startTime` with only the 24 hours after it."""
         market = await self._market(symbol)
-        trades: list[dict[str, Any]] = []
-        params: dict[str, Any] = {}
-        since: int | None = since_ms
-        while True:
-            page = await self._read(
+
+        async def page(params: dict[str, Any]) -> list[dict[str, Any]]:
+            rows = await self._read(
                 f"fetch_my_trades {symbol}",
                 functools.partial(
-                    self._client.fetch_my_trades, market["symbol"], since, TRADE_PAGE, params
+                    self._client.fetch_my_trades, market["symbol"], None, TRADE_PAGE, params
                 ),
             )
-            trades += [t for t in page if int(t["timestamp"]) >= since_ms]
-            if len(page) < TRADE_PAGE:
+            return sorted(rows, key=lambda t: int(t["id"]))
+
+        trades = await page({})
+        while len(trades) >= TRADE_PAGE and int(trades[0]["timestamp"]) >= since_ms:
+            first = int(trades[0]["id"])
+            if first <= 0:
                 break
-            since, params = None, {"fromId": int(page[-1]["id"]) + 1}
-        return [await self._fill(market, t) for t in trades]
+            older = await page({"fromId": max(first - TRADE_PAGE, 0)})
+            older = [t for t in older if int(t["id"]) < first]
+            if not older:
+                break
+            trades = older + trades
+        return [await self._fill(market, t) for t in trades if int(t["timestamp"]) >= since_ms]
 
     async def _fill(self, market: dict[str, Any], trade: dict[str, Any]) -> Fill:
         order_id = str(trade.get("order") or "")
