@@ -422,7 +422,7 @@ def test_rejections_insufficient_funds_and_filters_have_clear_messages(binance):
     [
         (TRADE_KEY, "not-the-secret-0123456789"),
         ("unknown-key-0123456789", TRADE_SECRET),
-        ("k", "s"),
+        ("not a key!", "some-secret-0123456789"),
     ],
 )
 def test_bad_credentials_are_a_clear_error_without_the_secret(binance, key, secret):
