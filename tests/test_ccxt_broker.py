@@ -535,3 +535,68 @@ def test_fills_page_back_by_trade_id_across_days(binance, monkeypatch):
     assert [f.client_id for f in every] == [ENTRY] * 4 + [later] * 4
     assert [f.trade_id for f in every] == [str(n) for n in range(1, 9)]
     assert [f.client_id for f in recent] == [later] * 4
+
+
+def test_a_resting_limit_buy_fills_when_the_candles_cross_it(binance):
+    limit = OrderRequest(SIGNAL, "entry", "ETHBTC", "buy", "limit", 1.0, ENTRY, price=0.0881)
+
+    async def scenario(broker):
+        placed = await broker.place(limit)
+        duplicate = OrderRequest(SIGNAL, "entry", "ETHBTC", "buy", "limit", 1.0, ENTRY, price=0.08)
+        with pytest.raises(OrderRejectedError) as raised:  # the id is taken while it is open
+            await broker.place(duplicate)
+        binance.advance_to(binance.engine.now_ms + 60 * 60_000)
+        return placed, raised.value, await broker.find("ETHBTC", ENTRY)
+
+    (placed, duplicate, filled), _ = run(binance, scenario)
+    assert placed.status == "open"
+    assert "Duplicate order sent" in str(duplicate)
+    assert filled.status == "closed"
+    assert filled.average == pytest.approx(0.0881)
+    assert binance.balance("BTC") == pytest.approx((1.0 - 0.0881, 0.0))
+    assert binance.balance("ETH") == pytest.approx((0.999, 0.0))
+
+
+def test_a_stop_loss_limit_order_rests_with_its_trigger(binance):
+    stop_id = client_order_id(SIGNAL, "stop_loss")
+    stop = OrderRequest(
+        SIGNAL, "stop_loss", "ETHBTC", "sell", "stop_loss_limit", 0.499, stop_id, 0.0875, 0.088
+    )
+
+    async def scenario(broker):
+        await broker.place(entry())
+        placed = await broker.place(stop)
+        return placed, await broker.cancel("ETHBTC", stop_id)
+
+    (placed, cancelled), _ = run(binance, scenario)
+    assert (placed.type, placed.status, placed.role) == ("stop_loss_limit", "open", "stop_loss")
+    assert (placed.price, placed.stop_price) == (0.0875, 0.088)
+    assert cancelled.status == "canceled"
+
+
+def test_the_stand_in_also_speaks_the_older_oco_endpoint(binance):
+    async def scenario(broker):
+        await broker.place(entry())
+        client = broker._client
+        await client.private_post_order_oco(
+            {
+                "symbol": "ETHBTC",
+                "side": "SELL",
+                "quantity": "0.499",
+                "price": "0.0899",
+                "stopPrice": "0.087",
+                "stopLimitPrice": "0.0865",
+                "stopLimitTimeInForce": "GTC",
+                "listClientOrderId": LIST,
+                "limitClientOrderId": client_order_id(SIGNAL, "take_profit"),
+                "stopClientOrderId": client_order_id(SIGNAL, "stop_loss"),
+            }
+        )
+        return await broker.find_protection("ETHBTC", LIST)
+
+    found, _ = run(binance, scenario)
+    assert found.status == "open"
+    assert {leg.role: leg.type for leg in found.legs} == {
+        "take_profit": "limit_maker",
+        "stop_loss": "stop_loss_limit",
+    }
