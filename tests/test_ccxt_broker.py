@@ -600,3 +600,17 @@ def test_the_stand_in_also_speaks_the_older_oco_endpoint(binance):
         "take_profit": "limit_maker",
         "stop_loss": "stop_loss_limit",
     }
+
+
+def test_a_lost_protect_answer_is_uncertain_and_the_list_is_found(binance):
+    async def scenario(broker):
+        await broker.place(entry())
+        binance.inject_orders("lost")
+        with pytest.raises(OrderUncertainError):
+            await broker.protect(protection(0.0899, 0.087))
+        return await broker.find_protection("ETHBTC", LIST)
+
+    found, _ = run(binance, scenario)
+    assert found is not None
+    assert found.status == "open"
+    assert len(found.legs) == 2
