@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,14 @@ def run(server: BinanceServer, scenario: Callable[[CcxtBroker], Awaitable[Any]],
 
 def entry(amount: float = 0.5, client_id: str = ENTRY) -> OrderRequest:
     return OrderRequest(SIGNAL, "entry", "ETHBTC", "buy", "market", amount, client_id)
+
+
+async def until(condition: Callable[[], bool], deadline_s: float = 60.0) -> None:
+    """Wait for a condition with a deadline, never a fixed time (a busy CI machine)."""
+    stop = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < stop, "condition not reached before the deadline"
+        await asyncio.sleep(0.01)
 
 
 def order_posts(server: BinanceServer) -> int:
@@ -347,6 +356,7 @@ def test_a_timeout_after_execution_is_uncertain_and_the_order_is_found(binance):
         with pytest.raises(OrderUncertainError) as raised:
             await broker.place(entry())
         broker._client.timeout = 10_000
+        await until(lambda: order_posts(binance) == 1)  # executed, its answer held
         binance.faults.release.set()
         return raised.value, await broker.find("ETHBTC", ENTRY)
 
@@ -368,12 +378,8 @@ def test_an_order_held_before_execution_is_not_found_until_it_executes(binance):
         broker._client.timeout = 10_000
         early = await broker.find("ETHBTC", ENTRY)
         binance.faults.release.set()
-        for _ in range(500):  # the held request executes once released
-            late = await broker.find("ETHBTC", ENTRY)
-            if late is not None:
-                return early, late
-            await asyncio.sleep(0.01)
-        return early, None
+        await until(lambda: order_posts(binance) == 1)  # the held request executes
+        return early, await broker.find("ETHBTC", ENTRY)
 
     (early, late), _ = run(binance, scenario)
     assert early is None
