@@ -1,29 +1,62 @@
-"""A local server that speaks the parts of Binance's public spot REST API ccxt uses.
+"""A local server that speaks the parts of Binance's spot REST API ccxt uses.
 
-`exchangeInfo` and `klines` come from real candle files; the real ccxt client is
-pointed at it with BTKIT_EXCHANGE_URL. Faults are injected on demand for the
-next `klines` requests: 429 / 418 with Retry-After, 500 (code -1000), 503,
-responses slower than the client's timeout, malformed JSON, a full outage,
-missing candles, and raw values ("NaN", null) in chosen candles. Bound to
-127.0.0.1 only; it stops with the test.
+Public: `exchangeInfo` (with LOT_SIZE, PRICE_FILTER, NOTIONAL filters and
+`ocoAllowed`), `klines` from real candle files, `time`, and `depth` (a book
+synthesised around the current price). Signed (HMAC-SHA256 over the query or
+form body, X-MBX-APIKEY, timestamp within recvWindow): `account`, `order`
+(POST/GET/DELETE, by orderId or origClientOrderId), `openOrders`, `myTrades`,
+`orderList/oco` and the older `order/oco`, `orderList` (GET/DELETE) and the
+`sapi` calls ccxt's load_markets makes with keys set. Orders go to the matching
+engine in `tests/binance_matching.py`, whose "now" the test moves.
+
+The real ccxt client is pointed at it with BTKIT_EXCHANGE_URL. Faults are
+injected on demand for the next `klines` requests (`inject`): 429 / 418 with
+Retry-After, 500 (code -1000), 503, responses slower than the client's timeout,
+malformed JSON, a full outage, missing candles, raw values ("NaN", null) in
+chosen candles; and for the next order requests (`inject_orders`, POST/DELETE)
+or signed reads (`inject_reads`), see `ORDER_FAULTS`. Bound to 127.0.0.1 only;
+it stops with the test.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from btkit.engine.intervals import interval_ms
 from btkit.market.arrays import CandleArrays, aggregate
+from tests.binance_matching import MIN_QTY, STEP, TICK, ApiError, Matching
 from tests.local_http import LocalHttpServer
 
 QUOTES = ("USDT", "BTC", "ETH")
 GOOD_KEY = "good-api-key"
+"""A key whose signature is not checked: the candle-only tests pass any secret."""
+TRADE_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+TRADE_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+"""A key and secret that sign: every request under TRADE_KEY must carry a valid HMAC."""
+
+ORDER_FAULTS = (
+    "lost",  # execute, then close the connection without answering
+    "lost_before",  # close the connection without executing
+    "500",  # not executed; 500 with code -1000 (Binance: execution status unknown)
+    "500_after",  # executed, then 500 -1000
+    "503",  # not executed; a proxy's 503
+    "429",  # not executed; 429 -1003 with Retry-After
+    "timeout",  # executed, then the answer held until `faults.release` (past the timeout)
+    "timeout_before",  # held until `faults.release`, then executed (the client gave up)
+    "partial",  # a market order fills half; the rest expires
+    "reject",  # -2010 "Order was rejected" (the engine never saw it)
+)
+_KEY_FORMAT = re.compile(r"^[A-Za-z0-9-]{8,64}$")
 
 
 @dataclass
@@ -41,9 +74,18 @@ class FaultPlan:
     """Candle time -> {kline column: value sent as is}, e.g. "NaN" or None (null)."""
     echo_headers: bool = False
     """Refusals echo the request's headers in their body, as some proxies do."""
+    orders: deque[str] = field(default_factory=deque)
+    """Faults for the next order requests (POST/DELETE), one per request; "ok" passes."""
+    reads: deque[str] = field(default_factory=deque)
+    """Faults ("429", "500", "503", "timeout") for the next signed GETs."""
+    hold_seconds: float = 60.0
+    """Longest a "timeout" fault holds its answer; the test ends it with `release`."""
+    release: threading.Event = field(default_factory=threading.Event)
+    clock_skew_ms: int = 0
+    """The server's clock against the machine's (ccxt must sync with load_time_difference)."""
 
 
-def _market(symbol: str) -> dict[str, object]:
+def _market(symbol: str, *, oco: bool = True, min_notional: float = 0.0001) -> dict[str, object]:
     quote = next(q for q in QUOTES if symbol.endswith(q))
     return {
         "symbol": symbol,
@@ -53,7 +95,19 @@ def _market(symbol: str) -> dict[str, object]:
         "baseAssetPrecision": 8,
         "quotePrecision": 8,
         "quoteAssetPrecision": 8,
-        "orderTypes": ["LIMIT", "MARKET"],
+        "orderTypes": [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ],
+        "icebergAllowed": True,
+        "ocoAllowed": oco,
+        "otoAllowed": False,
+        "quoteOrderQtyMarketAllowed": True,
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": False,
         "permissions": ["SPOT"],
@@ -63,31 +117,96 @@ def _market(symbol: str) -> dict[str, object]:
                 "filterType": "PRICE_FILTER",
                 "minPrice": "0.00000100",
                 "maxPrice": "922327.00000000",
-                "tickSize": "0.00000100",
+                "tickSize": f"{TICK:.8f}",
             },
             {
                 "filterType": "LOT_SIZE",
-                "minQty": "0.00100000",
+                "minQty": f"{MIN_QTY:.8f}",
                 "maxQty": "100000.00000000",
-                "stepSize": "0.00100000",
+                "stepSize": f"{STEP:.8f}",
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": f"{min_notional:.8f}",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
             },
         ],
     }
 
 
+_UNKNOWN = {"code": -1000, "msg": "An unknown error occurred while processing the request."}
+_REFUSALS: dict[str, tuple[int, object, bool]] = {
+    "429": (429, {"code": -1003, "msg": "Too many requests."}, True),
+    "500": (500, _UNKNOWN, False),
+    "503": (503, "Service Unavailable", False),
+    "reject": (400, {"code": -2010, "msg": "Order was rejected."}, False),
+}
+"""Faults answered before the engine sees the request: (status, body, Retry-After)."""
+
+
 class BinanceServer(LocalHttpServer):
-    def __init__(self, candles: dict[str, CandleArrays]) -> None:
+    def __init__(
+        self,
+        candles: dict[str, CandleArrays],
+        *,
+        balances: dict[str, float] | None = None,
+        now_ms: int = 0,
+    ) -> None:
         self.candles = candles
         self.faults = FaultPlan()
         self.klines_requests = 0
         self.klines_starts: list[int] = []
         self.paths: list[str] = []
+        self.order_requests: list[tuple[str, str, dict[str, str]]] = []
+        """(method, path, params) of every signed order request that reached the engine."""
+        self.keys: dict[str, str | None] = {GOOD_KEY: None, TRADE_KEY: TRADE_SECRET}
+        self.engine = Matching(
+            candles, {a: [v, 0.0] for a, v in (balances or {}).items()}, now_ms=now_ms
+        )
         self._lock = threading.Lock()
         super().__init__()
+        handler = self._http.RequestHandlerClass
+
+        class Handler(handler):  # type: ignore[misc, valid-type]
+            do_POST = handler.do_GET
+            do_DELETE = handler.do_GET
+
+        self._http.RequestHandlerClass = Handler
 
     def inject(self, *faults: str) -> None:
         with self._lock:
             self.faults.queue.extend(faults)
+
+    def inject_orders(self, *faults: str) -> None:
+        """Faults for the next order requests (see ORDER_FAULTS), in order."""
+        unknown = set(faults) - {*ORDER_FAULTS, "ok"}
+        assert not unknown, f"unknown order faults {unknown}"
+        with self._lock:
+            self.faults.orders.extend(faults)
+
+    def __exit__(self, *exc: object) -> None:
+        self.faults.release.set()  # no handler thread outlives the test
+        super().__exit__(*exc)
+
+    def inject_reads(self, *faults: str) -> None:
+        with self._lock:
+            self.faults.reads.extend(faults)
+
+    def advance_to(self, when_ms: int) -> None:
+        """The test's clock: move "now", filling resting orders the candles cross."""
+        with self._lock:
+            self.engine.advance_to(when_ms)
+
+    def balance(self, asset: str) -> tuple[float, float]:
+        with self._lock:
+            free, locked = self.engine.balances.get(asset, [0.0, 0.0])
+            return free, locked
+
+    def server_ms(self) -> int:
+        return int(time.time() * 1000) + self.faults.clock_skew_ms
 
     def _handle(self, request: BaseHTTPRequestHandler) -> None:
         parsed = urlparse(request.path)
@@ -98,20 +217,14 @@ class BinanceServer(LocalHttpServer):
             "/api/v3/exchangeInfo": lambda: (200, self._exchange_info()),
             "/fapi/v1/exchangeInfo": lambda: (200, {"timezone": "UTC", "symbols": []}),
             "/dapi/v1/exchangeInfo": lambda: (200, {"timezone": "UTC", "symbols": []}),
-            "/api/v3/time": lambda: (200, {"serverTime": int(time.time() * 1000)}),
-        }
-        private = {
-            "/sapi/v1/capital/config/getall",
-            "/sapi/v1/margin/allPairs",
-            "/sapi/v1/margin/isolated/allPairs",
+            "/api/v3/time": lambda: (200, {"serverTime": self.server_ms()}),
         }
         if parsed.path == "/api/v3/klines":
             self._klines(request, query)
-        elif parsed.path == "/api/v3/account":
-            self._account(request)
-        elif parsed.path in private:
-            if self._authorised(request):
-                self._send(request, 200, [])
+        elif parsed.path == "/api/v3/depth":
+            self._depth(request, query)
+        elif parsed.path.startswith(("/sapi/", "/api/v3/")) and parsed.path not in routes:
+            self._signed(request, parsed.path, parsed.query)
         elif parsed.path in routes:
             status, body = routes[parsed.path]()
             self._send(request, status, body)
@@ -121,26 +234,126 @@ class BinanceServer(LocalHttpServer):
     def _exchange_info(self) -> dict[str, object]:
         return {
             "timezone": "UTC",
-            "serverTime": int(time.time() * 1000),
+            "serverTime": self.server_ms(),
             "rateLimits": [],
             "exchangeFilters": [],
-            "symbols": [_market(s) for s in self.candles],
+            "symbols": [
+                _market(
+                    s,
+                    oco=s not in self.engine.no_oco,
+                    min_notional=self.engine.min_notional,
+                )
+                for s in self.candles
+            ],
         }
 
-    def _authorised(self, request: BaseHTTPRequestHandler) -> bool:
-        if request.headers.get("X-MBX-APIKEY") == GOOD_KEY:
-            return True
-        invalid = {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
+    def _depth(self, request: BaseHTTPRequestHandler, query: dict[str, str]) -> None:
+        try:
+            with self._lock:
+                book = self.engine.depth(query.get("symbol", ""), int(query.get("limit", 100)))
+        except ApiError as exc:
+            return self._send(request, exc.status, {"code": exc.code, "msg": exc.msg})
+        self._send(request, 200, book)
+
+    # --- signed requests ----------------------------------------------------
+
+    def _signed(self, request: BaseHTTPRequestHandler, path: str, raw_query: str) -> None:
+        method = request.command
+        length = int(request.headers.get("Content-Length") or 0)
+        body = request.rfile.read(length).decode() if length else ""
+        payload = raw_query if method in ("GET", "DELETE") else body
+        params = {k: v[-1] for k, v in parse_qs(payload, keep_blank_values=True).items()}
+        try:
+            self._verify(request, payload, params)
+        except ApiError as exc:
+            return self._refuse(request, exc)
+        order_call = method in ("POST", "DELETE")
+        fault = self._take_fault(self.faults.orders if order_call else self.faults.reads)
+        if fault in _REFUSALS:
+            status, answer, headers = _REFUSALS[fault]
+            retry = {"Retry-After": str(self.faults.retry_after)} if headers else None
+            return self._send(request, status, answer, retry)
+        if fault == "lost_before":
+            return  # the connection closes with no answer
+        if fault == "timeout_before":
+            self.faults.release.wait(self.faults.hold_seconds)
+        try:
+            status, answer = 200, self._route(method, path, params, fault)
+        except ApiError as exc:
+            status, answer = exc.status, {"code": exc.code, "msg": exc.msg}
+        if fault == "lost":
+            return
+        if fault == "500_after":
+            return self._send(request, 500, _UNKNOWN)
+        if fault == "timeout":
+            self.faults.release.wait(self.faults.hold_seconds)
+        self._send(request, status, answer)
+
+    def _take_fault(self, queue: deque[str]) -> str | None:
+        with self._lock:
+            fault = queue.popleft() if queue else None
+        return None if fault == "ok" else fault
+
+    def _verify(
+        self, request: BaseHTTPRequestHandler, payload: str, params: dict[str, str]
+    ) -> None:
+        """What Binance checks, in its order: key format, key, signature, timestamp."""
+        key = request.headers.get("X-MBX-APIKEY") or ""
+        if not _KEY_FORMAT.match(key):
+            raise ApiError(401, -2014, "API-key format invalid.")
+        if key not in self.keys:
+            raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
+        secret = self.keys[key]
+        if secret is not None:
+            unsigned, _, signature = payload.rpartition("&signature=")
+            good = hmac.new(secret.encode(), unsigned.encode(), hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(good, signature):
+                raise ApiError(400, -1022, "Signature for this request is not valid.")
+        now = self.server_ms()
+        stamp = int(params.get("timestamp") or 0)
+        window = int(params.get("recvWindow") or 5000)
+        if stamp > now + 1000:
+            raise ApiError(
+                400, -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+            )
+        if now - stamp > window:
+            raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
+
+    def _refuse(self, request: BaseHTTPRequestHandler, exc: ApiError) -> None:
         if self.faults.echo_headers:  # a proxy's refusal that shows what it was sent
             echo = {"msg": "proxy: request refused", "headers": dict(request.headers.items())}
-            self._send(request, 400, echo)
-            return False
-        self._send(request, 401, invalid)
-        return False
+            return self._send(request, 400, echo)
+        self._send(request, exc.status, {"code": exc.code, "msg": exc.msg})
 
-    def _account(self, request: BaseHTTPRequestHandler) -> None:
-        if self._authorised(request):
-            self._send(request, 200, {"balances": [], "canTrade": True, "accountType": "SPOT"})
+    def _route(self, method: str, path: str, params: dict[str, str], fault: str | None) -> Any:
+        engine = self.engine
+        with self._lock:
+            if method in ("POST", "DELETE"):
+                self.order_requests.append((method, path, dict(params)))
+            if path.startswith("/sapi/"):
+                return []  # capital/config/getall, margin pairs: nothing the spot tests need
+            if path == "/api/v3/account":
+                return engine.account()
+            if path == "/api/v3/order":
+                return self._order(method, params, fault)
+            if path == "/api/v3/openOrders":
+                return engine.open_orders(params.get("symbol"))
+            if path == "/api/v3/myTrades":
+                return engine.my_trades(params)
+            if path in ("/api/v3/orderList/oco", "/api/v3/order/oco") and method == "POST":
+                return engine.new_oco(params, legacy=path == "/api/v3/order/oco")
+            if path == "/api/v3/orderList":
+                if method == "DELETE":
+                    return engine.cancel_list(params)
+                return engine.list_json(engine.find_list(params), reports=False)
+        raise ApiError(404, -1, f"no route {method} {path}")
+
+    def _order(self, method: str, params: dict[str, str], fault: str | None) -> Any:
+        if method == "POST":
+            return self.engine.new_order(params, share=0.5 if fault == "partial" else 1.0)
+        if method == "DELETE":
+            return self.engine.cancel(params)
+        return self.engine.find(params).as_json()
 
     def _next_fault(self) -> str | None:
         with self._lock:

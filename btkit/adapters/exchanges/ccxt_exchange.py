@@ -31,6 +31,7 @@ from btkit.adapters.exchanges.markets import MarketIndex
 from btkit.adapters.exchanges.retry import RetryPolicy, with_retries
 from btkit.domain.errors import ConfigError, PermanentExchangeError, TransientExchangeError
 from btkit.domain.model import Candle
+from btkit.domain.orders import OrderBook
 from btkit.engine.intervals import interval_ms
 from btkit.ports import Clock
 
@@ -95,14 +96,14 @@ def translated_errors(exchange_id: str, client: Any) -> Iterator[None]:
     except ccxt.BadResponse as exc:  # garbled or empty body: the next answer may be fine
         raise TransientExchangeError(f"{exchange_id}: malformed response: {exc}") from exc
     except ccxt.BaseError as exc:
-        if _transient_generic(exchange_id, exc):
+        if transient_generic(exchange_id, exc):
             raise TransientExchangeError(
                 f"{exchange_id}: {type(exc).__name__} (temporary): {exc}"
             ) from exc
         raise PermanentExchangeError(f"{exchange_id}: {type(exc).__name__}: {exc}") from exc
 
 
-def _transient_generic(exchange_id: str, exc: BaseException) -> bool:
+def transient_generic(exchange_id: str, exc: BaseException) -> bool:
     """A plain ExchangeError that means "try again": a known code, its wording, or a
     connection that broke mid-answer (ccxt wraps aiohttp's ClientError so)."""
     import aiohttp
@@ -157,6 +158,57 @@ def _json_only(client_class: Any) -> Any:
     return JsonOnly
 
 
+def ccxt_client(exchange_id: str, options: CcxtOptions, extra: dict[str, Any] | None = None) -> Any:
+    """A ccxt async client as btkit configures it: rate limiter on, the timeout, keys,
+    sandbox and the URL override applied; `extra` merges into ccxt's config."""
+    import ccxt.async_support as ccxt_async
+
+    config: dict[str, Any] = {"enableRateLimit": True, "timeout": options.timeout_ms}
+    if options.rate_limit_ms is not None:
+        config["rateLimit"] = options.rate_limit_ms
+    if options.credentials is not None:
+        config["apiKey"] = options.credentials.api_key
+        config["secret"] = options.credentials.secret
+        if options.credentials.password:
+            config["password"] = options.credentials.password
+    config.update(extra or {})
+    client = _json_only(getattr(ccxt_async, exchange_id))(config)
+    if options.sandbox:
+        _enable_sandbox(client, exchange_id)
+    if options.base_url:
+        _redirect(client, options.base_url)
+    return client
+
+
+def _enable_sandbox(client: Any, exchange_id: str) -> None:
+    import ccxt
+
+    # Some exchanges list an empty testnet, on which ccxt fails with a TypeError.
+    if not client.urls.get("test"):
+        raise ConfigError(f"ccxt has no testnet (sandbox) for {exchange_id}.")
+    try:
+        client.set_sandbox_mode(True)
+    except ccxt.NotSupported:
+        raise ConfigError(f"ccxt has no testnet (sandbox) for {exchange_id}.") from None
+
+
+def _redirect(client: Any, base_url: str) -> None:
+    base = urlparse(base_url)
+    if not base.scheme or not base.netloc:
+        raise ConfigError(
+            f"BTKIT_EXCHANGE_URL must look like https://host[:port], not {base_url!r}."
+        )
+
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("http"):
+            return f"{base.scheme}://{base.netloc}{urlparse(value).path}"
+        if isinstance(value, dict):
+            return {key: rewrite(item) for key, item in value.items()}
+        return value
+
+    client.urls["api"] = rewrite(client.urls["api"])
+
+
 def known_exchange_ids() -> list[str]:
     import ccxt
 
@@ -172,56 +224,15 @@ class CcxtExchange:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        import ccxt.async_support as ccxt_async
-
         self.name = exchange_id
         self._clock = clock
         self._options = options
         self._sleep = sleep
-        config: dict[str, Any] = {"enableRateLimit": True, "timeout": options.timeout_ms}
-        if options.rate_limit_ms is not None:
-            config["rateLimit"] = options.rate_limit_ms
-        if options.credentials is not None:
-            config["apiKey"] = options.credentials.api_key
-            config["secret"] = options.credentials.secret
-            if options.credentials.password:
-                config["password"] = options.credentials.password
-        self._client: Any = _json_only(getattr(ccxt_async, exchange_id))(config)
-        if options.sandbox:
-            self._enable_sandbox()
-        if options.base_url:
-            self._redirect(options.base_url)
+        self._client: Any = ccxt_client(exchange_id, options)
         self._markets = MarketIndex(exchange_id, {})
         fetch_doc = self._client.fetch_ohlcv.__doc__ or ""
         self._bounded_pages = "params.until" in fetch_doc
         """ccxt documents `until` for fetch_ohlcv where it sends it to the exchange."""
-
-    def _enable_sandbox(self) -> None:
-        import ccxt
-
-        # Some exchanges list an empty testnet, on which ccxt fails with a TypeError.
-        if not self._client.urls.get("test"):
-            raise ConfigError(f"ccxt has no testnet (sandbox) for {self.name}.")
-        try:
-            self._client.set_sandbox_mode(True)
-        except ccxt.NotSupported:
-            raise ConfigError(f"ccxt has no testnet (sandbox) for {self.name}.") from None
-
-    def _redirect(self, base_url: str) -> None:
-        base = urlparse(base_url)
-        if not base.scheme or not base.netloc:
-            raise ConfigError(
-                f"BTKIT_EXCHANGE_URL must look like https://host[:port], not {base_url!r}."
-            )
-
-        def rewrite(value: Any) -> Any:
-            if isinstance(value, str) and value.startswith("http"):
-                return f"{base.scheme}://{base.netloc}{urlparse(value).path}"
-            if isinstance(value, dict):
-                return {key: rewrite(item) for key, item in value.items()}
-            return value
-
-        self._client.urls["api"] = rewrite(self._client.urls["api"])
 
     async def _call(self, what: str, action: Callable[[], Awaitable[Any]]) -> Any:
         async def attempt() -> Any:
@@ -230,6 +241,23 @@ class CcxtExchange:
 
         return await with_retries(
             attempt, policy=self._options.retry, sleep=self._sleep, what=f"{self.name} {what}"
+        )
+
+    async def order_book(self, symbol: str, limit: int) -> OrderBook:
+        """The market's current book, best first (paper fills walk it)."""
+        if not self._markets.known:
+            markets = await self._call("load_markets", self._client.load_markets)
+            self._markets = MarketIndex(self.name, markets)
+        unified = self._markets.unified(symbol)
+        raw = await self._call(
+            f"fetch_order_book {symbol}",
+            functools.partial(self._client.fetch_order_book, unified, limit),
+        )
+        return OrderBook(
+            symbol=symbol,
+            bids=tuple((float(p), float(a)) for p, a, *_ in raw.get("bids") or []),
+            asks=tuple((float(p), float(a)) for p, a, *_ in raw.get("asks") or []),
+            timestamp=int(raw.get("timestamp") or self._clock.now_ms()),
         )
 
     async def check_symbols(self, symbols: Sequence[str]) -> list[str]:

@@ -67,6 +67,15 @@ class MarketIndex:
         self._name_of = market_names(markets)
         self._unified_of = {name: unified for unified, name in self._name_of.items()}
 
+    @property
+    def known(self) -> bool:
+        """Whether the exchange's markets were loaded into this index."""
+        return bool(self._markets)
+
+    def market(self, name: str) -> Mapping[str, Any]:
+        """ccxt's market dict for a name this index gave out."""
+        return self._markets[self.unified(name)]
+
     def unified(self, name: str) -> str:
         """ccxt's unified symbol for a name this index gave out (or the text itself)."""
         return self._unified_of.get(name, name)

@@ -1,0 +1,1 @@
+"""Where orders go: a real exchange through ccxt, or the paper wallet."""
