@@ -559,12 +559,18 @@ class CcxtBroker:
             client_id = str((order or {}).get("clientOrderId") or "")
             self._client_ids[order_id] = client_id
         price = float(trade["price"])
+        fee = trade.get("fee") or {}
+        amount = float(trade["amount"])
+        if trade.get("side") == "buy" and fee.get("currency") == market["base"]:
+            # Binance takes a buy's fee in the bought asset: the account holds the rest,
+            # and that is what can be protected and sold (the fee is still counted in quote)
+            amount -= float(fee.get("cost") or 0.0)
         return Fill(
             trade_id=str(trade["id"]),
             client_id=client_id or "",
             symbol=str(market["id"]),
             side="buy" if trade.get("side") == "buy" else "sell",
-            amount=float(trade["amount"]),
+            amount=amount,
             price=price,
             fee=self._fee_in_quote(market, [trade.get("fee") or {}], price),
             timestamp=int(trade["timestamp"]),
