@@ -1,0 +1,590 @@
+"""`PaperBroker`: the `Broker` port over a simulated wallet, for `--trade paper`.
+
+Market orders fill at once: by walking the exchange's current order book (an
+`OrderBookSource`) with the market's taker fee, never past the slippage cap (what
+the capped book cannot give expires unfilled: a partial fill); without a book
+(offline replay) at the tick's price (`MarketData.average_price` at the clock's
+now) moved by the configured slippage. Each order's `message` says how it filled.
+
+Protective OCO lists rest in the wallet and are settled lazily and
+deterministically whenever the broker is asked (balances, find, open orders,
+fills): the first finished 1m candle opening at or after placement that reached a
+leg fills it (stop first when one candle reached both), at the trigger price
+(the stop minus slippage); the other leg expires, as on Binance.
+
+Every change is written to the wallet file before the call returns, so a crash
+after a result was returned never loses it. Rejected orders (filters, balance,
+no price) are not kept, as an exchange does not keep them: `find` answers None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Protocol
+
+from btkit.adapters.brokers.paper_fills import (
+    apply_fill,
+    fee_of,
+    finite,
+    first_open_after,
+    first_trigger,
+    slipped_price,
+    split_symbol,
+    walk_book,
+)
+from btkit.adapters.brokers.paper_wallet import (
+    RestingList,
+    WalletFile,
+    WalletState,
+    WalletTrade,
+    replace,
+)
+from btkit.domain.errors import InsufficientFundsError, OrderRejectedError
+from btkit.domain.model import MINUTE_MS
+from btkit.domain.orders import (
+    Balance,
+    Fill,
+    MarketRules,
+    OrderRequest,
+    OrderState,
+    ProtectionRequest,
+    ProtectionState,
+    TradeMode,
+    client_order_id,
+)
+from btkit.engine.sizing import round_down
+from btkit.ports import Clock, MarketData, OrderBookSource
+
+log = logging.getLogger(__name__)
+
+BOOK_DEPTH = 100
+"""Levels asked of the order book per market order."""
+REPLAY_AMOUNT_STEP = 1e-8
+"""Without the exchange's rules (replay), amounts are kept to this step, no minimums."""
+_MAX_SCAN_MINUTES = 60 * 24 * 7
+"""Longest stretch of candles one settlement reads (a week); later calls read on."""
+
+
+class RulesSource(Protocol):
+    """Where a market's rules come from (the exchange's markets), when there is one."""
+
+    async def rules(self, symbol: str) -> MarketRules: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PaperCosts:
+    fee_rate: float
+    """Taker fee fraction used where the exchange's rules are unknown (replay)."""
+    slippage_percent: float
+    """Replay fills and stop-loss fills move this much against the order."""
+    cap_percent: float
+    """Book walks go no further than this from the best price."""
+
+
+class PaperBroker:
+    """A simulated account on one exchange label, one wallet per (label, strategy)."""
+
+    mode: TradeMode = "paper"
+
+    def __init__(
+        self,
+        wallet: WalletFile,
+        state: WalletState,
+        *,
+        name: str,
+        market: MarketData,
+        clock: Clock,
+        costs: PaperCosts,
+        books: OrderBookSource | None = None,
+        rules_source: RulesSource | None = None,
+    ) -> None:
+        self.name = name
+        self._wallet = wallet
+        self._state = state
+        self._market = market
+        self._clock = clock
+        self._costs = costs
+        self._books = books
+        self._rules_source = rules_source
+        self._rules: dict[str, MarketRules] = {}
+        self._lock = asyncio.Lock()
+        self._checked: dict[str, int] = {}
+        """List id -> open time of the next candle to look at (in memory: a restart
+        re-reads from placement and reaches the same answer)."""
+
+    @property
+    def state(self) -> WalletState:
+        """The wallet as last written (tests and `btkit positions` read it)."""
+        return self._state
+
+    # --- rules and balances -------------------------------------------------------
+
+    async def rules(self, symbol: str) -> MarketRules:
+        if symbol not in self._rules:
+            if self._rules_source is not None:
+                self._rules[symbol] = await self._rules_source.rules(symbol)
+            else:
+                self._rules[symbol] = self._default_rules(symbol)
+        return self._rules[symbol]
+
+    def _default_rules(self, symbol: str) -> MarketRules:
+        """Replay: the settings' fee, a tiny amount step, no minimums."""
+        pair = split_symbol(symbol, self._state.starting)
+        if pair is None:
+            raise OrderRejectedError(
+                f"paper: cannot tell the base and quote currency of {symbol}; name its "
+                "candle file BASE-QUOTE-1m.csv (e.g. ETH-BTC-1m.csv)."
+            )
+        base, quote = pair
+        return MarketRules(
+            symbol=symbol,
+            base=base,
+            quote=quote,
+            amount_step=REPLAY_AMOUNT_STEP,
+            price_step=None,
+            min_amount=None,
+            min_notional=None,
+            taker_fee=self._costs.fee_rate,
+            has_oco=True,
+        )
+
+    async def balances(self) -> dict[str, Balance]:
+        for symbol in {r.state.symbol for r in self._state.lists.values()}:
+            await self._settle(symbol)
+        return self._state.balance_view()
+
+    # --- orders ------------------------------------------------------------------
+
+    async def place(self, request: OrderRequest) -> OrderState:
+        rules = await self.rules(request.symbol)
+        self._check_request(request, rules)
+        if self._books is not None:
+            book = await self._books.order_book(request.symbol, BOOK_DEPTH)
+            walk = walk_book(book, request.side, request.amount, self._costs.cap_percent)
+            if not walk.takes:
+                side = "asks" if request.side == "buy" else "bids"
+                raise OrderRejectedError(
+                    f"paper: the {request.symbol} order book has no {side}; nothing to fill "
+                    f"{request.client_id} against."
+                )
+            takes = walk.takes
+            how = f"paper: walked {len(takes)} level(s) of the order book"
+            if walk.filled < request.amount:
+                how += (
+                    f"; filled {walk.filled:g} of {request.amount:g}, the rest lies beyond "
+                    f"the {self._costs.cap_percent:g} % slippage cap ({walk.cap_price:g}) "
+                    "and expired"
+                )
+        else:
+            now = self._clock.now_ms()
+            tick = await self._market.average_price(request.symbol, now)
+            if tick is None or not finite(tick) or tick <= 0:
+                raise OrderRejectedError(
+                    f"paper: no price for {request.symbol} at {now} (no finished candle in "
+                    f"the last five minutes); {request.client_id} was not placed."
+                )
+            price = slipped_price(tick, request.side, self._costs.slippage_percent)
+            takes = ((price, request.amount),)
+            how = (
+                f"paper: replay tick price {tick:g} "
+                f"{'+' if request.side == 'buy' else '-'} "
+                f"{self._costs.slippage_percent:g} % slippage"
+            )
+        async with self._lock:
+            state = self._state
+            self._check_duplicate(state, request.client_id)
+            self._check_funds(state, request, rules, takes)
+            order, state = self._execute(state, request, rules, takes, how)
+            await self._commit(state)
+        return order
+
+    def _check_request(self, request: OrderRequest, rules: MarketRules) -> None:
+        if request.type != "market":
+            raise OrderRejectedError(
+                f"paper: {request.type} orders are not simulated; paper trading fills "
+                "market orders and rests OCO protection."
+            )
+        if not (finite(request.amount) and request.amount > 0):
+            raise OrderRejectedError(f"paper: amount {request.amount!r} must be above 0.")
+        if rules.min_amount is not None and request.amount < rules.min_amount:
+            raise OrderRejectedError(
+                f"Filter failure: LOT_SIZE ({request.amount:g} {rules.base} is below the "
+                f"minimum {rules.min_amount:g})"
+            )
+        step = rules.amount_step
+        if step and round_down(request.amount, step) != request.amount:
+            ratio = request.amount / step
+            if abs(ratio - round(ratio)) > 1e-9 * max(ratio, 1.0):
+                raise OrderRejectedError(
+                    f"Filter failure: LOT_SIZE ({request.amount!r} {rules.base} is not a "
+                    f"multiple of the step {step:g})"
+                )
+
+    @staticmethod
+    def _check_duplicate(state: WalletState, client_id: str) -> None:
+        known = state.orders.get(client_id)
+        open_legs = (
+            leg
+            for resting in state.lists.values()
+            if resting.state.status == "open"
+            for leg in resting.state.legs
+        )
+        if (known is not None and not known.final) or any(
+            leg.client_id == client_id for leg in open_legs
+        ):
+            raise OrderRejectedError(f"Duplicate order sent: {client_id} is still open.")
+
+    def _check_funds(
+        self,
+        state: WalletState,
+        request: OrderRequest,
+        rules: MarketRules,
+        takes: tuple[tuple[float, float], ...],
+    ) -> None:
+        if request.side == "buy":
+            need = sum(a * p + fee_of(a, p, rules.taker_fee) for p, a in takes)
+            code, free = rules.quote, state.free(rules.quote)
+        else:
+            need = sum(a for _, a in takes)
+            code, free = rules.base, state.free(rules.base)
+        notional = sum(a * p for p, a in takes)
+        if rules.min_notional is not None and notional < rules.min_notional:
+            raise OrderRejectedError(
+                f"Filter failure: NOTIONAL ({notional:g} {rules.quote} is below the "
+                f"minimum {rules.min_notional:g})"
+            )
+        if need > free:
+            raise InsufficientFundsError(
+                f"paper: insufficient balance for {request.client_id}: needs {need:g} {code}"
+                f"{' (fees included)' if request.side == 'buy' else ''}, {free:g} {code} is "
+                "free."
+            )
+
+    def _execute(
+        self,
+        state: WalletState,
+        request: OrderRequest,
+        rules: MarketRules,
+        takes: tuple[tuple[float, float], ...],
+        how: str,
+    ) -> tuple[OrderState, WalletState]:
+        now = self._clock.now_ms()
+        exchange_id = f"P{state.next_order}"
+        fills = []
+        balances = state.balances
+        trade_no = state.next_trade
+        for price, amount in takes:
+            fee = fee_of(amount, price, rules.taker_fee)
+            balances = apply_fill(
+                balances,
+                base=rules.base,
+                quote=rules.quote,
+                side=request.side,
+                amount=amount,
+                price=price,
+                fee=fee,
+            )
+            fill = Fill(
+                str(trade_no),
+                request.client_id,
+                request.symbol,
+                request.side,
+                amount,
+                price,
+                fee,
+                now,
+                exchange_id,
+            )
+            fills.append(WalletTrade(fill, rules.base, rules.quote))
+            trade_no += 1
+        filled = sum(a for _, a in takes)
+        if len(takes) == 1:
+            filled = takes[0][1]
+        complete = filled >= request.amount * (1 - 1e-12)
+        order = OrderState(
+            client_id=request.client_id,
+            symbol=request.symbol,
+            side=request.side,
+            type=request.type,
+            role=request.role,
+            status="closed" if complete else "expired",
+            amount=request.amount,
+            filled=request.amount if complete else filled,
+            average=sum(p * a for p, a in takes) / filled,
+            fee=sum(t.fill.fee for t in fills),
+            timestamp=now,
+            exchange_id=exchange_id,
+            message=how,
+        )
+        new = replace(
+            state,
+            balances=balances,
+            orders={**state.orders, request.client_id: order},
+            trades=(*state.trades, *fills),
+            next_order=state.next_order + 1,
+            next_trade=trade_no,
+        )
+        return order, new
+
+    async def _commit(self, state: WalletState) -> None:
+        """Write `state`, then make it the wallet: memory never runs ahead of the disk."""
+        await self._wallet.save(state)
+        self._state = state
+
+    async def find(self, symbol: str, client_id: str) -> OrderState | None:
+        await self._settle(symbol)
+        order = self._state.orders.get(client_id)
+        if order is not None:
+            return order
+        for resting in self._state.lists.values():
+            for leg in resting.state.legs:
+                if leg.client_id == client_id:
+                    return leg
+        return None
+
+    async def cancel(self, symbol: str, client_id: str) -> OrderState | None:
+        """Market orders are final at once; a protective leg cancels its whole list."""
+        found = await self.find(symbol, client_id)
+        if found is None or found.final:
+            return found
+        if found.list_client_id is not None:
+            await self.cancel_protection(symbol, found.list_client_id)
+        return await self.find(symbol, client_id)
+
+    # --- protection ----------------------------------------------------------------
+
+    async def protect(self, request: ProtectionRequest) -> ProtectionState:
+        rules = await self.rules(request.symbol)
+        if not (finite(request.amount, request.take_profit, request.stop_loss)):
+            raise OrderRejectedError("paper: protection prices and amount must be numbers.")
+        if request.amount <= 0:
+            raise OrderRejectedError(f"paper: amount {request.amount!r} must be above 0.")
+        if rules.has_oco and not request.take_profit > request.stop_loss > 0:
+            raise OrderRejectedError(
+                "The relationship of the prices for the orders is not correct: take-profit "
+                f"{request.take_profit:g} must be above stop-loss {request.stop_loss:g} > 0."
+            )
+        now = self._clock.now_ms()
+        signal = request.signal_id
+        legs: list[OrderState] = []
+        if rules.has_oco:
+            legs.append(
+                self._leg(request, "take_profit", client_order_id(signal, "take_profit"), now)
+            )
+        legs.append(self._leg(request, "stop_loss", client_order_id(signal, "stop_loss"), now))
+        protection = ProtectionState(request.list_client_id, request.symbol, "open", tuple(legs))
+        async with self._lock:
+            state = self._state
+            existing = state.lists.get(request.list_client_id)
+            if existing is not None and existing.state.status == "open":
+                raise OrderRejectedError(
+                    f"Duplicate order sent: list {request.list_client_id} is still open."
+                )
+            for leg in legs:
+                self._check_duplicate(state, leg.client_id)
+            free = state.free(rules.base)
+            if request.amount > free:
+                raise InsufficientFundsError(
+                    f"paper: insufficient balance for {request.list_client_id}: the "
+                    f"protection sells {request.amount:g} {rules.base}, {free:g} "
+                    f"{rules.base} is free."
+                )
+            resting = RestingList(
+                protection,
+                request.take_profit if rules.has_oco else None,
+                request.stop_loss,
+                now,
+                rules.base,
+                rules.quote,
+                rules.taker_fee,
+                self._costs.slippage_percent,
+            )
+            state = replace(
+                state,
+                lists={**state.lists, request.list_client_id: resting},
+                next_order=state.next_order + len(legs),
+            )
+            await self._commit(state)
+        return protection
+
+    def _leg(self, request: ProtectionRequest, role: str, client_id: str, now: int) -> OrderState:
+        take = role == "take_profit"
+        return OrderState(
+            client_id=client_id,
+            symbol=request.symbol,
+            side="sell",
+            type="limit_maker" if take else "stop_loss_limit",
+            role="take_profit" if take else "stop_loss",
+            status="open",
+            amount=request.amount,
+            filled=0.0,
+            average=None,
+            fee=0.0,
+            timestamp=now,
+            exchange_id=None,
+            price=request.take_profit if take else request.stop_loss,
+            stop_price=None if take else request.stop_loss,
+            list_client_id=request.list_client_id,
+        )
+
+    async def find_protection(self, symbol: str, list_client_id: str) -> ProtectionState | None:
+        await self._settle(symbol)
+        resting = self._state.lists.get(list_client_id)
+        return None if resting is None else resting.state
+
+    async def cancel_protection(self, symbol: str, list_client_id: str) -> ProtectionState | None:
+        await self._settle(symbol)
+        async with self._lock:
+            state = self._state
+            resting = state.lists.get(list_client_id)
+            if resting is None or resting.state.status != "open":
+                return None if resting is None else resting.state
+            now = self._clock.now_ms()
+            legs = tuple(
+                dataclasses.replace(leg, status="canceled", timestamp=now)
+                for leg in resting.state.legs
+            )
+            canceled = dataclasses.replace(resting.state, status="canceled", legs=legs)
+            state = replace(
+                state,
+                lists={**state.lists, list_client_id: dataclasses.replace(resting, state=canceled)},
+            )
+            await self._commit(state)
+        return canceled
+
+    async def open_orders(self, symbol: str) -> list[OrderState]:
+        await self._settle(symbol)
+        state = self._state
+        found = [o for o in state.orders.values() if o.symbol == symbol and not o.final]
+        for resting in state.lists.values():
+            if resting.state.symbol == symbol:
+                found += [leg for leg in resting.state.legs if not leg.final]
+        return found
+
+    async def fills(self, symbol: str, since_ms: int) -> list[Fill]:
+        await self._settle(symbol)
+        return [
+            t.fill
+            for t in self._state.trades
+            if t.fill.symbol == symbol and t.fill.timestamp >= since_ms
+        ]
+
+    async def close(self) -> None:
+        self._wallet.release()
+
+    # --- settling resting lists ------------------------------------------------------
+
+    async def _settle(self, symbol: str) -> None:
+        """Fill the symbol's open lists whose trigger a finished candle has reached."""
+        now = self._clock.now_ms()
+        resting = [
+            r
+            for r in self._state.lists.values()
+            if r.state.symbol == symbol and r.state.status == "open"
+        ]
+        for item in resting:
+            list_id = item.state.list_client_id
+            since = self._checked.get(list_id, first_open_after(item.placed_at))
+            minutes = min((now - since) // MINUTE_MS, _MAX_SCAN_MINUTES)
+            if minutes <= 0:
+                continue
+            window = await self._market.candles(symbol, "1m", minutes, since + minutes * MINUTE_MS)
+            trigger = first_trigger(
+                window.timestamp.tolist(),
+                window.high.tolist(),
+                window.low.tolist(),
+                take_profit=item.take_profit,
+                stop_loss=item.stop_loss,
+                since=since,
+            )
+            if trigger is None:
+                if len(window):  # read on after the newest candle served, never past it
+                    self._checked[list_id] = int(window.timestamp[-1]) + MINUTE_MS
+                continue
+            async with self._lock:
+                current = self._state.lists.get(list_id)
+                if current is None or current.state.status != "open":
+                    continue
+                await self._commit(
+                    self._trigger(
+                        self._state, current, trigger.role, trigger.candle_open + MINUTE_MS
+                    )
+                )
+            self._checked.pop(list_id, None)
+
+    def _trigger(
+        self, state: WalletState, resting: RestingList, role: str, when: int
+    ) -> WalletState:
+        stop = role == "stop_loss"
+        price = (
+            slipped_price(resting.stop_loss, "sell", resting.slippage_percent)
+            if stop
+            else resting.take_profit
+        )
+        assert price is not None
+        legs = []
+        balances = state.balances
+        trades = list(state.trades)
+        trade_no = state.next_trade
+        exchange_id = f"P{state.next_order}"
+        for leg in resting.state.legs:
+            if leg.role != role:
+                legs.append(
+                    dataclasses.replace(
+                        leg, status="expired", timestamp=when, message="the other leg filled"
+                    )
+                )
+                continue
+            fee = fee_of(leg.amount, price, resting.fee_rate)
+            balances = apply_fill(
+                balances,
+                base=resting.base,
+                quote=resting.quote,
+                side="sell",
+                amount=leg.amount,
+                price=price,
+                fee=fee,
+            )
+            fill = Fill(
+                str(trade_no),
+                leg.client_id,
+                leg.symbol,
+                "sell",
+                leg.amount,
+                price,
+                fee,
+                when,
+                exchange_id,
+            )
+            trades.append(WalletTrade(fill, resting.base, resting.quote))
+            trade_no += 1
+            how = (
+                f"paper: stop-loss triggered by the 1m candle of {when - MINUTE_MS}, filled at "
+                f"the stop {resting.stop_loss:g} - {resting.slippage_percent:g} % slippage"
+                if stop
+                else f"paper: take-profit reached by the 1m candle of {when - MINUTE_MS}, "
+                f"filled at {price:g}"
+            )
+            legs.append(
+                dataclasses.replace(
+                    leg,
+                    status="closed",
+                    filled=leg.amount,
+                    average=price,
+                    fee=fee,
+                    timestamp=when,
+                    exchange_id=exchange_id,
+                    message=how,
+                )
+            )
+        done = dataclasses.replace(resting.state, status="done", legs=tuple(legs))
+        return replace(
+            state,
+            balances=balances,
+            lists={**state.lists, done.list_client_id: dataclasses.replace(resting, state=done)},
+            trades=tuple(trades),
+            next_order=state.next_order + 1,
+            next_trade=trade_no,
+        )
