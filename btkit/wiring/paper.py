@@ -19,7 +19,8 @@ def paper_broker(
     books: OrderBookSource | None,
     rules: RulesSource | None = None,
 ) -> Broker:
-    """A `PaperBroker` named `label`, owning `<paper_dir>/<label>-<strategy>.json` (locked until `close`).
+    """A `PaperBroker` named `label` that owns `<paper_dir>/<label>-<strategy>.json`
+    (locked until `close`).
 
     `books` None (the offline replay) fills at the tick's price plus
     `slippage_percent`; `rules` None uses the replay's defaults (taker fee =
