@@ -12,16 +12,27 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from btkit.adapters.brokers.paper_broker import PaperBroker
+from btkit.adapters.brokers.paper_broker import PaperBroker, PaperCosts
 from btkit.adapters.brokers.paper_fills import split_symbol, walk_book
-from btkit.adapters.brokers.paper_wallet import UnusableWalletError, WalletState, decode
-from btkit.domain.errors import InsufficientFundsError, OrderRejectedError, StateLockedError
+from btkit.adapters.brokers.paper_wallet import (
+    UnusableWalletError,
+    WalletFile,
+    WalletState,
+    decode,
+)
+from btkit.domain.errors import (
+    InsufficientFundsError,
+    OrderRejectedError,
+    StateLockedError,
+    StorageError,
+)
 from btkit.domain.model import Candle
 from btkit.domain.orders import (
     MarketRules,
@@ -460,6 +471,56 @@ async def test_a_new_wallet_starts_from_the_settings_balances(tmp_path):
     )
 
 
+@sync
+async def test_concurrent_orders_all_land_in_order(tmp_path):
+    paper, _ = broker(tmp_path)
+    orders = await asyncio.gather(*(paper.place(buy(0.5, n)) for n in range(20)))
+    assert {o.status for o in orders} == {"closed"}
+    assert (await paper.balances())["ETH"].total == 20.0
+    assert len(paper.state.trades) == 20
+    assert on_disk(tmp_path) == paper.state
+    assert_books_balance(paper.state)
+
+
+class FailingWallet(WalletFile):
+    """A disk that fails the next write (disk full), and notes the writing threads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fail_next = False
+        self.threads: list[str] = []
+
+    def _write(self, state: WalletState) -> None:
+        self.threads.append(threading.current_thread().name)
+        if self.fail_next:
+            self.fail_next = False
+            raise StorageError("Cannot write the wallet: No space left on device.")
+        super()._write(state)
+
+
+@sync
+async def test_a_failed_write_reports_nothing_and_loses_nothing(tmp_path):
+    folder = tmp_path / "paper"
+    wallet = FailingWallet(folder, exchange="replay", strategy="s1")
+    wallet.acquire()
+    state = wallet.load(START, minute(10))
+    market = ExchangeMarket(ListExchange([flat_candle(n, 50.0) for n in range(10)]))
+    costs = PaperCosts(fee_rate=0.001, slippage_percent=0.2, cap_percent=1.0)
+    paper = PaperBroker(
+        wallet, state, name="replay", market=market, clock=FakeClock(minute(10)), costs=costs
+    )
+    wallet.fail_next = True
+    with pytest.raises(StorageError, match="No space left"):
+        await paper.place(buy(1.0))
+    assert await paper.find(SYMBOL, buy(1.0).client_id) is None  # memory never ran ahead
+    assert paper.state.balances == START
+    placed = await paper.place(buy(1.0))
+    assert placed.status == "closed"
+    assert decode(wallet.path.read_bytes()) == paper.state
+    assert wallet.threads
+    assert threading.current_thread().name not in wallet.threads  # written off the loop
+
+
 # --- crash: SIGKILL a process that trades in a loop ------------------------------------------
 
 CRASH_SCRIPT = textwrap.dedent(
@@ -532,7 +593,8 @@ def test_sigkill_while_trading_never_breaks_the_wallet(tmp_path):
             kills += process.returncode == -signal.SIGKILL
         state = decode(path.read_bytes(), ("replay", "s1"))
         assert_books_balance(state)
-        assert len(state.trades) >= trades_before + 2 * (2 + round_no)  # no fill lost
+        # every loop that returned (printed) left its 5 fills (3 book levels in, 2 out)
+        assert len(state.trades) >= trades_before + 5 * (2 + round_no)
         trades_before = len(state.trades)
         ids = [t.fill.trade_id for t in state.trades]
         assert ids == [str(n) for n in range(1, len(ids) + 1)]
