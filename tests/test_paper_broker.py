@@ -521,6 +521,53 @@ async def test_a_failed_write_reports_nothing_and_loses_nothing(tmp_path):
     assert threading.current_thread().name not in wallet.threads  # written off the loop
 
 
+@sync
+async def test_over_the_replay_exchange_fills_follow_its_candle_file(tmp_path):
+    """The real replay adapter: no book, the tick's VWAP plus slippage; the OCO list
+    fills on the first candle of the file that reached a leg."""
+    from btkit.adapters.clock import SimulatedClock
+    from btkit.adapters.exchanges.replay import ReplayExchange
+    from btkit.engine.pricing import vwap
+
+    rows = [
+        Candle(int(t), float(o), float(h), float(lo), float(c), float(v))
+        for t, o, h, lo, c, v in (
+            line.split(",")
+            for line in (REPO / "data" / "candles" / "ETHBTC-1m.csv").read_text().splitlines()[1:]
+        )
+    ]
+    clock = SimulatedClock(rows[10].timestamp)
+    market = ExchangeMarket(ReplayExchange(REPO / "data" / "candles", clock))
+    paper = paper_broker(
+        settings(tmp_path).model_copy(update={"paper_balances": {"BTC": 1.0}}),
+        exchange_name="replay",
+        label="replay",
+        strategy="s1",
+        market=market,
+        clock=clock,
+        books=None,
+    )
+    order = await paper.place(
+        OrderRequest("a", "entry", "ETHBTC", "buy", "market", 2.0, client_order_id("a", "entry"))
+    )
+    tick = vwap(rows[5:10])
+    assert tick is not None
+    assert order.average == pytest.approx(tick * 1.002, rel=1e-12)
+    tp, sl = tick * 1.01, tick * 0.99
+    lid = client_order_id("a", "protection")
+    await paper.protect(ProtectionRequest("a", "ETHBTC", 2.0, tp, sl, lid))
+    hit = next(i for i in range(10, len(rows)) if rows[i].low <= sl or rows[i].high >= tp)
+    clock.jump_to(rows[hit].timestamp + 60_000)
+    done = await paper.find_protection("ETHBTC", lid)
+    assert done is not None
+    leg = done.filled_leg
+    assert leg is not None
+    assert leg.role == ("stop_loss" if rows[hit].low <= sl else "take_profit")
+    assert leg.timestamp == rows[hit].timestamp + 60_000
+    assert_books_balance(paper.state)
+    await paper.close()
+
+
 # --- crash: SIGKILL a process that trades in a loop ------------------------------------------
 
 CRASH_SCRIPT = textwrap.dedent(
