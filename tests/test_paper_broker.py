@@ -393,6 +393,83 @@ async def test_protection_needs_free_base(tmp_path):
         await paper.place(sell(0.5))  # everything is reserved by the list
 
 
+# --- limit orders ----------------------------------------------------------------------------
+
+
+def limit(amount: float, price: float, n: int = 1, side: str = "buy") -> OrderRequest:
+    return dataclasses.replace(buy(amount, n, side), type="limit", price=price)
+
+
+@sync
+async def test_a_limit_buy_below_the_market_rests_reserves_and_fills_on_a_candle(tmp_path):
+    paper, clock = broker(tmp_path, candles_after((51, 49), (50, 47.5), (50, 40)))
+    order = await paper.place(limit(2.0, 48.0))
+    assert (order.status, order.filled, order.average) == ("open", 0.0, None)
+    assert "rests until" in order.message
+    free = (await paper.balances())["USDT"].free
+    assert free == pytest.approx(10_000 - 2 * 48 * 1.001)
+    assert await paper.open_orders(SYMBOL) == [order]
+    with pytest.raises(InsufficientFundsError):
+        await paper.place(buy(199.0, 2))  # the reserved quote is not spendable
+    clock.now = minute(13)
+    done = await paper.find(SYMBOL, order.client_id)
+    assert done is not None
+    assert (done.status, done.filled, done.average) == ("closed", 2.0, 48.0)
+    assert done.timestamp == minute(12)  # the candle of minute 11 reached 48
+    assert done.fee == pytest.approx(2 * 48 * 0.001)
+    balances = await paper.balances()
+    assert balances["USDT"].free == balances["USDT"].total
+    assert balances["ETH"].total == 12.0
+    assert await paper.open_orders(SYMBOL) == []
+    assert_books_balance(paper.state)
+
+
+@sync
+async def test_a_marketable_limit_fills_at_once_at_the_market(tmp_path):
+    paper, _ = broker(tmp_path)
+    order = await paper.place(limit(1.0, 60.0))
+    assert (order.status, order.average) == ("closed", pytest.approx(50.0 * 1.002))
+    assert order.message.startswith("paper: limit 60; 1 taken at once (replay tick price")
+
+
+@sync
+async def test_a_limit_takes_the_book_up_to_its_price_and_rests_the_rest(tmp_path):
+    paper, _ = broker(tmp_path, books=FixedOrderBook(BOOK), rules=Rules())
+    order = await paper.place(limit(3.0, 100.2))
+    assert (order.status, order.filled, order.average) == ("open", 1.0, 100.0)
+    assert "walked 1 level(s)" in order.message
+    sell_order = await paper.place(limit(1.0, 101.0, 2, "sell"))
+    assert sell_order.status == "open"
+    assert (await paper.balances())["ETH"].free == 10.0  # 11 held, 1 reserved by the sell
+    assert_books_balance(paper.state)
+
+
+@sync
+async def test_cancel_a_resting_limit_frees_its_reservation_and_survives_restart(tmp_path):
+    paper, _ = broker(tmp_path)
+    order = await paper.place(limit(2.0, 48.0))
+    other = await paper.place(limit(1.0, 47.0, 2))
+    canceled = await paper.cancel(SYMBOL, order.client_id)
+    assert canceled is not None
+    assert canceled.status == "canceled"
+    assert await paper.cancel(SYMBOL, order.client_id) == canceled
+    await paper.close()
+    again, _ = broker(tmp_path)
+    assert await again.find(SYMBOL, order.client_id) == canceled
+    assert await again.open_orders(SYMBOL) == [other]
+    assert (await again.balances())["USDT"].free == pytest.approx(10_000 - 47 * 1.001)
+
+
+@sync
+async def test_stop_orders_are_refused_with_what_paper_supports(tmp_path):
+    paper, _ = broker(tmp_path)
+    stop = dataclasses.replace(buy(1.0), type="stop_loss_limit", price=45.0, stop_price=45.0)
+    with pytest.raises(OrderRejectedError, match="market and limit orders"):
+        await paper.place(stop)
+    with pytest.raises(OrderRejectedError, match="needs a price"):
+        await paper.place(dataclasses.replace(buy(1.0), type="limit"))
+
+
 # --- the wallet file ----------------------------------------------------------------------
 
 

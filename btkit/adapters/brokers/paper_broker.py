@@ -29,18 +29,22 @@ from btkit.adapters.brokers.paper_fills import (
     fee_of,
     finite,
     first_open_after,
+    first_touch,
     first_trigger,
     slipped_price,
     split_symbol,
     walk_book,
+    within_limit,
 )
 from btkit.adapters.brokers.paper_wallet import (
     RestingList,
+    RestingOrder,
     WalletFile,
     WalletState,
     WalletTrade,
     replace,
 )
+from btkit.domain.candles import Candles
 from btkit.domain.errors import InsufficientFundsError, OrderRejectedError
 from btkit.domain.model import MINUTE_MS
 from btkit.domain.orders import (
@@ -160,38 +164,18 @@ class PaperBroker:
     async def place(self, request: OrderRequest) -> OrderState:
         rules = await self.rules(request.symbol)
         self._check_request(request, rules)
-        if self._books is not None:
-            book = await self._books.order_book(request.symbol, BOOK_DEPTH)
-            walk = walk_book(book, request.side, request.amount, self._costs.cap_percent)
-            if not walk.takes:
-                side = "asks" if request.side == "buy" else "bids"
-                raise OrderRejectedError(
-                    f"paper: the {request.symbol} order book has no {side}; nothing to fill "
-                    f"{request.client_id} against."
-                )
-            takes = walk.takes
-            how = f"paper: walked {len(takes)} level(s) of the order book"
-            if walk.filled < request.amount:
-                how += (
-                    f"; filled {walk.filled:g} of {request.amount:g}, the rest lies beyond "
-                    f"the {self._costs.cap_percent:g} % slippage cap ({walk.cap_price:g}) "
-                    "and expired"
-                )
-        else:
-            now = self._clock.now_ms()
-            tick = await self._market.average_price(request.symbol, now)
-            if tick is None or not finite(tick) or tick <= 0:
-                raise OrderRejectedError(
-                    f"paper: no price for {request.symbol} at {now} (no finished candle in "
-                    f"the last five minutes); {request.client_id} was not placed."
-                )
-            price = slipped_price(tick, request.side, self._costs.slippage_percent)
-            takes = ((price, request.amount),)
-            how = (
-                f"paper: replay tick price {tick:g} "
-                f"{'+' if request.side == 'buy' else '-'} "
-                f"{self._costs.slippage_percent:g} % slippage"
-            )
+        takes, how = await self._takes(request)
+        if request.price is not None and request.type == "limit":
+            takes = within_limit(takes, request.side, request.price)
+            taken = sum(a for _, a in takes)
+            source = how.removeprefix("paper: ")
+            if self._books is not None:
+                source = f"walked {len(takes)} level(s) of the order book"
+            how = f"paper: limit {request.price:g}"
+            if takes:
+                how += f"; {taken:g} taken at once ({source})"
+            if taken < request.amount:
+                how += "; the rest rests until a finished 1m candle trades at the limit"
         async with self._lock:
             state = self._state
             self._check_duplicate(state, request.client_id)
@@ -200,11 +184,56 @@ class PaperBroker:
             await self._commit(state)
         return order
 
+    async def _takes(self, request: OrderRequest) -> tuple[tuple[tuple[float, float], ...], str]:
+        """What the market gives the order now, and how (a limit may get nothing)."""
+        market = request.type == "market"
+        if self._books is not None:
+            book = await self._books.order_book(request.symbol, BOOK_DEPTH)
+            walk = walk_book(book, request.side, request.amount, self._costs.cap_percent)
+            if not walk.takes:
+                if not market:
+                    return (), ""
+                side = "asks" if request.side == "buy" else "bids"
+                raise OrderRejectedError(
+                    f"paper: the {request.symbol} order book has no {side}; nothing to fill "
+                    f"{request.client_id} against."
+                )
+            how = f"paper: walked {len(walk.takes)} level(s) of the order book"
+            if market and walk.filled < request.amount:
+                how += (
+                    f"; filled {walk.filled:g} of {request.amount:g}, the rest lies beyond "
+                    f"the {self._costs.cap_percent:g} % slippage cap ({walk.cap_price:g}) "
+                    "and expired"
+                )
+            return walk.takes, how
+        now = self._clock.now_ms()
+        tick = await self._market.average_price(request.symbol, now)
+        if tick is None or not finite(tick) or tick <= 0:
+            if not market:
+                return (), ""
+            raise OrderRejectedError(
+                f"paper: no price for {request.symbol} at {now} (no finished candle in "
+                f"the last five minutes); {request.client_id} was not placed."
+            )
+        price = slipped_price(tick, request.side, self._costs.slippage_percent)
+        how = (
+            f"paper: replay tick price {tick:g} "
+            f"{'+' if request.side == 'buy' else '-'} "
+            f"{self._costs.slippage_percent:g} % slippage"
+        )
+        return ((price, request.amount),), how
+
     def _check_request(self, request: OrderRequest, rules: MarketRules) -> None:
-        if request.type != "market":
+        if request.type not in ("market", "limit"):
             raise OrderRejectedError(
                 f"paper: {request.type} orders are not simulated; paper trading fills "
-                "market orders and rests OCO protection."
+                "market and limit orders and rests OCO protection."
+            )
+        if request.type == "limit" and not (
+            request.price is not None and finite(request.price) and request.price > 0
+        ):
+            raise OrderRejectedError(
+                f"paper: a limit order needs a price above 0, not {request.price!r}."
             )
         if not (finite(request.amount) and request.amount > 0):
             raise OrderRejectedError(f"paper: amount {request.amount!r} must be above 0.")
@@ -243,13 +272,17 @@ class PaperBroker:
         rules: MarketRules,
         takes: tuple[tuple[float, float], ...],
     ) -> None:
+        taken = sum(a for _, a in takes)
+        resting = request.amount - taken if request.type == "limit" else 0.0
+        limit = request.price or 0.0
         if request.side == "buy":
             need = sum(a * p + fee_of(a, p, rules.taker_fee) for p, a in takes)
+            need += resting * limit * (1.0 + rules.taker_fee)
             code, free = rules.quote, state.free(rules.quote)
         else:
-            need = sum(a for _, a in takes)
+            need = taken + resting
             code, free = rules.base, state.free(rules.base)
-        notional = sum(a * p for p, a in takes)
+        notional = sum(a * p for p, a in takes) + resting * limit
         if rules.min_notional is not None and notional < rules.min_notional:
             raise OrderRejectedError(
                 f"Filter failure: NOTIONAL ({notional:g} {rules.quote} is below the "
@@ -303,24 +336,39 @@ class PaperBroker:
         if len(takes) == 1:
             filled = takes[0][1]
         complete = filled >= request.amount * (1 - 1e-12)
+        rests = request.type == "limit" and not complete
         order = OrderState(
             client_id=request.client_id,
             symbol=request.symbol,
             side=request.side,
             type=request.type,
             role=request.role,
-            status="closed" if complete else "expired",
+            status="closed" if complete else "open" if rests else "expired",
             amount=request.amount,
             filled=request.amount if complete else filled,
-            average=sum(p * a for p, a in takes) / filled,
+            average=sum(p * a for p, a in takes) / filled if takes else None,
             fee=sum(t.fill.fee for t in fills),
             timestamp=now,
             exchange_id=exchange_id,
+            price=request.price,
             message=how,
         )
+        resting = dict(state.resting)
+        if rests:
+            assert request.price is not None
+            resting[request.client_id] = RestingOrder(
+                request.client_id,
+                request.side,
+                request.price,
+                rules.base,
+                rules.quote,
+                rules.taker_fee,
+                now,
+            )
         new = replace(
             state,
             balances=balances,
+            resting=resting,
             orders={**state.orders, request.client_id: order},
             trades=(*state.trades, *fills),
             next_order=state.next_order + 1,
@@ -351,7 +399,18 @@ class PaperBroker:
             return found
         if found.list_client_id is not None:
             await self.cancel_protection(symbol, found.list_client_id)
-        return await self.find(symbol, client_id)
+            return await self.find(symbol, client_id)
+        async with self._lock:
+            state = self._state
+            order = state.orders.get(client_id)
+            if order is None or order.final:
+                return order
+            canceled = dataclasses.replace(order, status="canceled", timestamp=self._clock.now_ms())
+            resting = {k: v for k, v in state.resting.items() if k != client_id}
+            await self._commit(
+                replace(state, orders={**state.orders, client_id: canceled}, resting=resting)
+            )
+        return canceled
 
     # --- protection ----------------------------------------------------------------
 
@@ -477,8 +536,24 @@ class PaperBroker:
     # --- settling resting lists ------------------------------------------------------
 
     async def _settle(self, symbol: str) -> None:
-        """Fill the symbol's open lists whose trigger a finished candle has reached."""
-        now = self._clock.now_ms()
+        """Fill the symbol's open lists and limit orders that a finished candle reached."""
+        await self._settle_lists(symbol)
+        await self._settle_limits(symbol)
+
+    async def _unseen(self, key: str, placed_at: int, symbol: str) -> tuple[int, Candles] | None:
+        """The finished 1m candles of `symbol` not yet looked at for `key`."""
+        since = self._checked.get(key, first_open_after(placed_at))
+        minutes = min((self._clock.now_ms() - since) // MINUTE_MS, _MAX_SCAN_MINUTES)
+        if minutes <= 0:
+            return None
+        window = await self._market.candles(symbol, "1m", minutes, since + minutes * MINUTE_MS)
+        return since, window
+
+    def _seen(self, key: str, window: Candles) -> None:
+        if len(window):  # read on after the newest candle served, never past it
+            self._checked[key] = int(window.timestamp[-1]) + MINUTE_MS
+
+    async def _settle_lists(self, symbol: str) -> None:
         resting = [
             r
             for r in self._state.lists.values()
@@ -486,11 +561,10 @@ class PaperBroker:
         ]
         for item in resting:
             list_id = item.state.list_client_id
-            since = self._checked.get(list_id, first_open_after(item.placed_at))
-            minutes = min((now - since) // MINUTE_MS, _MAX_SCAN_MINUTES)
-            if minutes <= 0:
+            unseen = await self._unseen(list_id, item.placed_at, symbol)
+            if unseen is None:
                 continue
-            window = await self._market.candles(symbol, "1m", minutes, since + minutes * MINUTE_MS)
+            since, window = unseen
             trigger = first_trigger(
                 window.timestamp.tolist(),
                 window.high.tolist(),
@@ -500,19 +574,85 @@ class PaperBroker:
                 since=since,
             )
             if trigger is None:
-                if len(window):  # read on after the newest candle served, never past it
-                    self._checked[list_id] = int(window.timestamp[-1]) + MINUTE_MS
+                self._seen(list_id, window)
                 continue
             async with self._lock:
                 current = self._state.lists.get(list_id)
                 if current is None or current.state.status != "open":
                     continue
-                await self._commit(
-                    self._trigger(
-                        self._state, current, trigger.role, trigger.candle_open + MINUTE_MS
-                    )
-                )
+                when = trigger.candle_open + MINUTE_MS
+                await self._commit(self._trigger(self._state, current, trigger.role, when))
             self._checked.pop(list_id, None)
+
+    async def _settle_limits(self, symbol: str) -> None:
+        state = self._state
+        waiting = [r for r in state.resting.values() if state.orders[r.client_id].symbol == symbol]
+        for item in waiting:
+            unseen = await self._unseen(item.client_id, item.placed_at, symbol)
+            if unseen is None:
+                continue
+            since, window = unseen
+            touched = first_touch(
+                window.timestamp.tolist(),
+                window.high.tolist(),
+                window.low.tolist(),
+                side=item.side,
+                price=item.price,
+                since=since,
+            )
+            if touched is None:
+                self._seen(item.client_id, window)
+                continue
+            async with self._lock:
+                if item.client_id not in self._state.resting:
+                    continue
+                await self._commit(self._fill_limit(self._state, item, touched + MINUTE_MS))
+            self._checked.pop(item.client_id, None)
+
+    def _fill_limit(self, state: WalletState, item: RestingOrder, when: int) -> WalletState:
+        """The rest of a resting limit order fills at its price (taker fee: conservative)."""
+        order = state.orders[item.client_id]
+        amount = order.remaining
+        fee = fee_of(amount, item.price, item.fee_rate)
+        balances = apply_fill(
+            state.balances,
+            base=item.base,
+            quote=item.quote,
+            side=item.side,
+            amount=amount,
+            price=item.price,
+            fee=fee,
+        )
+        fill = Fill(
+            str(state.next_trade),
+            order.client_id,
+            order.symbol,
+            order.side,
+            amount,
+            item.price,
+            fee,
+            when,
+            order.exchange_id,
+        )
+        paid = (order.average or 0.0) * order.filled + item.price * amount
+        done = dataclasses.replace(
+            order,
+            status="closed",
+            filled=order.amount,
+            average=paid / (order.filled + amount),
+            fee=order.fee + fee,
+            timestamp=when,
+            message=f"{order.message}; filled at {item.price:g} by the 1m candle of "
+            f"{when - MINUTE_MS}",
+        )
+        return replace(
+            state,
+            balances=balances,
+            orders={**state.orders, order.client_id: done},
+            resting={k: v for k, v in state.resting.items() if k != item.client_id},
+            trades=(*state.trades, WalletTrade(fill, item.base, item.quote)),
+            next_trade=state.next_trade + 1,
+        )
 
     def _trigger(
         self, state: WalletState, resting: RestingList, role: str, when: int

@@ -164,6 +164,30 @@ def first_trigger(
     return None
 
 
+def first_touch(
+    opens: Sequence[int],
+    highs: Sequence[float],
+    lows: Sequence[float],
+    *,
+    side: OrderSide,
+    price: float,
+    since: int,
+) -> int | None:
+    """Open time of the first candle from `since` that traded at `price` or better for a
+    resting limit order (a buy when the low reached it, a sell when the high did)."""
+    for when, high, low in zip(opens, highs, lows, strict=True):
+        if when >= since and (low <= price if side == "buy" else high >= price):
+            return int(when)
+    return None
+
+
+def within_limit(
+    takes: Sequence[tuple[float, float]], side: OrderSide, limit: float
+) -> tuple[tuple[float, float], ...]:
+    """The part of a walk a limit order may take: no level worse than its price."""
+    return tuple((p, a) for p, a in takes if (p <= limit if side == "buy" else p >= limit))
+
+
 def split_symbol(symbol: str, known: Iterable[str] = ()) -> tuple[str, str] | None:
     """(base, quote) of `ETHBTC`, `ETH-BTC`, `ETH/BTC` or `ETH_BTC`; None if unclear."""
     for separator in ("/", "-", "_"):

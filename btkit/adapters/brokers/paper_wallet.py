@@ -33,7 +33,7 @@ from btkit.adapters.store.atomic import (
     remove_stale_temp_files,
 )
 from btkit.domain.errors import ConfigError, StateLockedError, StorageError
-from btkit.domain.orders import Balance, Fill, OrderState, ProtectionState
+from btkit.domain.orders import Balance, Fill, OrderSide, OrderState, ProtectionState
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,19 @@ class RestingList:
 
 
 @dataclass(frozen=True, slots=True)
+class RestingOrder:
+    """What an open limit order reserves and how it will fill (kept while it is open)."""
+
+    client_id: str
+    side: OrderSide
+    price: float
+    base: str
+    quote: str
+    fee_rate: float
+    placed_at: int
+
+
+@dataclass(frozen=True, slots=True)
 class WalletState:
     """Everything the wallet knows; replaced whole (copy on write), never changed in place."""
 
@@ -90,17 +103,27 @@ class WalletState:
     lists: dict[str, RestingList]
     """By list client id, open and done."""
     trades: tuple[WalletTrade, ...] = ()
+    resting: dict[str, RestingOrder] = dataclasses.field(default_factory=dict)
+    """Open limit orders by client id."""
     next_order: int = 1
     next_trade: int = 1
     version: int = WALLET_VERSION
 
     def locked(self, code: str) -> float:
-        """Base held by open protective lists (a sell leg reserves its amount)."""
-        return sum(
+        """What open orders reserve: a protective list or a limit sell its base, a limit
+        buy its quote (price and fee of what remains)."""
+        held = sum(
             resting.state.legs[0].amount
             for resting in self.lists.values()
             if resting.state.status == "open" and resting.base == code
         )
+        for order in self.resting.values():
+            remaining = self.orders[order.client_id].remaining
+            if order.side == "sell" and order.base == code:
+                held += remaining
+            elif order.side == "buy" and order.quote == code:
+                held += remaining * order.price * (1.0 + order.fee_rate)
+        return held
 
     def free(self, code: str) -> float:
         return self.balances.get(code, 0.0) - self.locked(code)
@@ -126,6 +149,10 @@ class WalletState:
                     f"its {code} balance {have!r} is not its starting balance plus its "
                     f"trades ({want!r})"
                 )
+        for client_id in self.resting:
+            order = self.orders.get(client_id)
+            if order is None or order.final:
+                found.append(f"its resting order {client_id} has no open order")
         if any(not math.isfinite(v) for v in self.balances.values()):
             found.append("a balance is not a finite number")
         return found
