@@ -25,7 +25,7 @@ from btkit.adapters.brokers.paper_wallet import (
     UnusableWalletError,
     WalletFile,
     WalletState,
-    decode,
+    read_wallet,
 )
 from btkit.domain.errors import (
     InsufficientFundsError,
@@ -131,7 +131,7 @@ def assert_books_balance(state: WalletState) -> None:
 
 
 def on_disk(tmp_path: Path) -> WalletState:
-    return decode((tmp_path / "data" / "paper" / "replay-s1.json").read_bytes())
+    return read_wallet(tmp_path / "data" / "paper" / "replay-s1.json")
 
 
 # --- book walks -----------------------------------------------------------------------
@@ -529,10 +529,11 @@ async def test_an_unusable_wallet_is_refused_and_kept(tmp_path, damage, reason):
     with pytest.raises(UnusableWalletError, match=reason) as caught:
         broker(tmp_path)
     assert "left as it is" in str(caught.value)
-    assert "move it away" in str(caught.value)
+    assert "move it (and its .journal) away" in str(caught.value)
     assert path.read_bytes() == bad
     assert sorted(p.name for p in path.parent.iterdir()) == [
         "replay-s1.json",
+        "replay-s1.json.journal",
         "replay-s1.json.lock",
     ]
     broker(tmp_path / "elsewhere")  # and the lock was released for this wallet's folder
@@ -593,7 +594,7 @@ async def test_a_failed_write_reports_nothing_and_loses_nothing(tmp_path):
     assert paper.state.balances == START
     placed = await paper.place(buy(1.0))
     assert placed.status == "closed"
-    assert decode(wallet.path.read_bytes()) == paper.state
+    assert read_wallet(wallet.path) == paper.state
     assert wallet.threads
     assert threading.current_thread().name not in wallet.threads  # written off the loop
 
@@ -645,6 +646,71 @@ async def test_over_the_replay_exchange_fills_follow_its_candle_file(tmp_path):
     await paper.close()
 
 
+def wallet_files(tmp_path: Path) -> tuple[Path, Path]:
+    path = tmp_path / "data" / "paper" / "replay-s1.json"
+    return path, path.with_name(path.name + ".journal")
+
+
+@sync
+async def test_changes_go_to_the_journal_and_a_torn_last_line_is_ignored(tmp_path, caplog):
+    paper, _ = broker(tmp_path)
+    await paper.place(buy(1.0, 1))
+    await paper.place(buy(1.0, 2))
+    path, journal = wallet_files(tmp_path)
+    assert len(journal.read_bytes().splitlines()) == 2  # one line per change
+    kept = paper.state
+    paper._wallet.release()  # the process died: no close, no snapshot
+    with journal.open("ab") as handle:
+        handle.write(b'{"seq": 3, "balances": {"USDT": 1')  # a crash mid-append
+    again, _ = broker(tmp_path)
+    assert again.state == kept
+    assert "torn last line" in caplog.text
+    assert journal.read_bytes() == b""  # folded into the snapshot on start
+    assert read_wallet(path) == kept
+
+
+@sync
+async def test_a_crash_between_snapshot_and_emptying_the_journal_applies_nothing_twice(tmp_path):
+    paper, _ = broker(tmp_path)
+    await paper.place(buy(1.0, 1))
+    await paper.place(sell(0.5, 2))
+    _, journal = wallet_files(tmp_path)
+    lines = journal.read_bytes()
+    kept = paper.state
+    await paper.close()  # snapshot written, journal emptied
+    journal.write_bytes(lines)  # as if the crash came before the journal was emptied
+    again, _ = broker(tmp_path)
+    assert again.state == kept
+    assert_books_balance(again.state)
+
+
+@sync
+async def test_a_damaged_journal_line_is_refused_and_kept(tmp_path):
+    paper, _ = broker(tmp_path)
+    await paper.place(buy(1.0, 1))
+    await paper.place(buy(1.0, 2))
+    paper._wallet.release()
+    _, journal = wallet_files(tmp_path)
+    _, second = journal.read_bytes().splitlines(keepends=True)
+    for bad in (b"garbage\n" + second, second):  # damaged; a change missing
+        journal.write_bytes(bad)
+        with pytest.raises(UnusableWalletError, match="journal's line 1"):
+            broker(tmp_path)
+        assert journal.read_bytes() == bad
+
+
+@sync
+async def test_the_journal_is_folded_into_the_snapshot_every_so_often(tmp_path):
+    paper, _ = broker(tmp_path)
+    paper._wallet.compact_every = 3
+    for n in range(8):
+        await paper.place(buy(0.5, n))
+    path, journal = wallet_files(tmp_path)
+    assert len(journal.read_bytes().splitlines()) < 3
+    assert read_wallet(path) == paper.state
+    assert paper.state.seq == 8
+
+
 # --- crash: SIGKILL a process that trades in a loop ------------------------------------------
 
 CRASH_SCRIPT = textwrap.dedent(
@@ -668,6 +734,7 @@ CRASH_SCRIPT = textwrap.dedent(
         market = ExchangeMarket(ListExchange([flat_candle(n, 100.0) for n in range(10)]))
         paper = paper_broker(settings, exchange_name="replay", label="replay", strategy="s1",
                              market=market, clock=FakeClock(minute(10)), books=Book())
+        paper._wallet.compact_every = 7  # snapshots often, so kills land in them too
         i = first
         while True:
             sid = f"sig-{i}"
@@ -715,7 +782,7 @@ def test_sigkill_while_trading_never_breaks_the_wallet(tmp_path):
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=120)
             kills += process.returncode == -signal.SIGKILL
-        state = decode(path.read_bytes(), ("replay", "s1"))
+        state = read_wallet(path)
         assert_books_balance(state)
         # every loop that returned (printed) left its 5 fills (3 book levels in, 2 out)
         assert len(state.trades) >= trades_before + 5 * (2 + round_no)

@@ -20,8 +20,10 @@ no price) are not kept, as an exchange does not keep them: `find` answers None.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from btkit.adapters.brokers.paper_fills import (
@@ -106,7 +108,7 @@ class PaperBroker:
     ) -> None:
         self.name = name
         self._wallet = wallet
-        self._state = state
+        wallet.state = state
         self._market = market
         self._clock = clock
         self._costs = costs
@@ -121,7 +123,18 @@ class PaperBroker:
     @property
     def state(self) -> WalletState:
         """The wallet as last written (tests and `btkit positions` read it)."""
-        return self._state
+        return self._wallet.state
+
+    @property
+    def _state(self) -> WalletState:
+        return self._wallet.state
+
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[WalletState]:
+        """One change at a time, from the wallet as it is on disk."""
+        async with self._lock:
+            await self._wallet.idle()
+            yield self._wallet.state
 
     # --- rules and balances -------------------------------------------------------
 
@@ -176,8 +189,7 @@ class PaperBroker:
                 how += f"; {taken:g} taken at once ({source})"
             if taken < request.amount:
                 how += "; the rest rests until a finished 1m candle trades at the limit"
-        async with self._lock:
-            state = self._state
+        async with self._changing() as state:
             self._check_duplicate(state, request.client_id)
             self._check_funds(state, request, rules, takes)
             order, state = self._execute(state, request, rules, takes, how)
@@ -377,9 +389,8 @@ class PaperBroker:
         return order, new
 
     async def _commit(self, state: WalletState) -> None:
-        """Write `state`, then make it the wallet: memory never runs ahead of the disk."""
+        """Write `state`; it becomes the wallet once on disk (memory never runs ahead)."""
         await self._wallet.save(state)
-        self._state = state
 
     async def find(self, symbol: str, client_id: str) -> OrderState | None:
         await self._settle(symbol)
@@ -400,8 +411,7 @@ class PaperBroker:
         if found.list_client_id is not None:
             await self.cancel_protection(symbol, found.list_client_id)
             return await self.find(symbol, client_id)
-        async with self._lock:
-            state = self._state
+        async with self._changing() as state:
             order = state.orders.get(client_id)
             if order is None or order.final:
                 return order
@@ -434,8 +444,7 @@ class PaperBroker:
             )
         legs.append(self._leg(request, "stop_loss", client_order_id(signal, "stop_loss"), now))
         protection = ProtectionState(request.list_client_id, request.symbol, "open", tuple(legs))
-        async with self._lock:
-            state = self._state
+        async with self._changing() as state:
             existing = state.lists.get(request.list_client_id)
             if existing is not None and existing.state.status == "open":
                 raise OrderRejectedError(
@@ -495,8 +504,7 @@ class PaperBroker:
 
     async def cancel_protection(self, symbol: str, list_client_id: str) -> ProtectionState | None:
         await self._settle(symbol)
-        async with self._lock:
-            state = self._state
+        async with self._changing() as state:
             resting = state.lists.get(list_client_id)
             if resting is None or resting.state.status != "open":
                 return None if resting is None else resting.state
@@ -531,7 +539,7 @@ class PaperBroker:
         ]
 
     async def close(self) -> None:
-        self._wallet.release()
+        await self._wallet.close()
 
     # --- settling resting lists ------------------------------------------------------
 
@@ -576,12 +584,12 @@ class PaperBroker:
             if trigger is None:
                 self._seen(list_id, window)
                 continue
-            async with self._lock:
-                current = self._state.lists.get(list_id)
+            async with self._changing() as state:
+                current = state.lists.get(list_id)
                 if current is None or current.state.status != "open":
                     continue
                 when = trigger.candle_open + MINUTE_MS
-                await self._commit(self._trigger(self._state, current, trigger.role, when))
+                await self._commit(self._trigger(state, current, trigger.role, when))
             self._checked.pop(list_id, None)
 
     async def _settle_limits(self, symbol: str) -> None:
@@ -603,10 +611,10 @@ class PaperBroker:
             if touched is None:
                 self._seen(item.client_id, window)
                 continue
-            async with self._lock:
-                if item.client_id not in self._state.resting:
+            async with self._changing() as state:
+                if item.client_id not in state.resting:
                     continue
-                await self._commit(self._fill_limit(self._state, item, touched + MINUTE_MS))
+                await self._commit(self._fill_limit(state, item, touched + MINUTE_MS))
             self._checked.pop(item.client_id, None)
 
     def _fill_limit(self, state: WalletState, item: RestingOrder, when: int) -> WalletState:

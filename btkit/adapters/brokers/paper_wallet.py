@@ -1,9 +1,15 @@
 """The paper wallet of one (exchange label, strategy): balances, orders, OCO lists, trades.
 
-`<data>/paper/<label>-<strategy>.json` (+ `.lock`), written like the signal state
-files: temp file, fsync, rename, fsync the folder, owner-only (0600 in a 0700
-folder), on a thread, never on the event loop. A `filelock` beside it makes one
-process its owner, so two daemons never spend one wallet.
+`<data>/paper/<label>-<strategy>.json` is a snapshot, written like the signal
+state files (temp file, fsync, rename, fsync the folder); `.journal` beside it
+holds one JSON line per change since, appended and fsynced before the change is
+reported, so a write costs what changed, not the wallet's whole history. Every
+`COMPACT_EVERY` changes, on start and on close, the snapshot is rewritten and the
+journal emptied; changes carry a sequence number, so a crash between the two
+never applies one twice. A torn last line (a crash mid-append: its call never
+returned) is ignored. Files are owner-only (0600 in a 0700 folder), written on a
+thread, never on the event loop. A `filelock` beside them makes one process
+their owner, so two daemons never spend one wallet.
 
 A wallet that cannot be read (unparseable, another run's, or balances that do not
 equal its starting balances plus its trades) is never reset, moved or
@@ -18,6 +24,7 @@ import concurrent.futures
 import dataclasses
 import logging
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -107,6 +114,8 @@ class WalletState:
     """Open limit orders by client id."""
     next_order: int = 1
     next_trade: int = 1
+    seq: int = 0
+    """Changes applied since the wallet was created (journal lines carry theirs)."""
     version: int = WALLET_VERSION
 
     def locked(self, code: str) -> float:
@@ -158,21 +167,94 @@ class WalletState:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class WalletDelta:
+    """One change: what it added or replaced (one journal line)."""
+
+    seq: int
+    balances: dict[str, float]
+    orders: dict[str, OrderState]
+    lists: dict[str, RestingList]
+    resting: dict[str, RestingOrder]
+    """Whole (small: the open limit orders)."""
+    trades: tuple[WalletTrade, ...]
+    next_order: int
+    next_trade: int
+
+
+def diff(old: WalletState, new: WalletState) -> WalletDelta:
+    """`new` as a change of `old` (it only adds trades and replaces entries)."""
+    kept = len(old.trades)
+    if len(new.trades) < kept or (kept and new.trades[kept - 1] is not old.trades[-1]):
+        raise ValueError("a wallet change may only add trades")
+    return WalletDelta(
+        new.seq,
+        {k: v for k, v in new.balances.items() if old.balances.get(k) != v},
+        {k: v for k, v in new.orders.items() if old.orders.get(k) is not v},
+        {k: v for k, v in new.lists.items() if old.lists.get(k) is not v},
+        dict(new.resting),
+        new.trades[len(old.trades) :],
+        new.next_order,
+        new.next_trade,
+    )
+
+
+def apply(state: WalletState, delta: WalletDelta) -> WalletState:
+    return dataclasses.replace(
+        state,
+        balances={**state.balances, **delta.balances},
+        orders={**state.orders, **delta.orders},
+        lists={**state.lists, **delta.lists},
+        resting=dict(delta.resting),
+        trades=(*state.trades, *delta.trades),
+        next_order=delta.next_order,
+        next_trade=delta.next_trade,
+        seq=delta.seq,
+    )
+
+
 _ADAPTER = pydantic.TypeAdapter(WalletState)
+_DELTA = pydantic.TypeAdapter(WalletDelta)
 
 
 def encode(state: WalletState) -> bytes:
     return _ADAPTER.dump_json(state, indent=1) + b"\n"
 
 
-def decode(raw: bytes, names: tuple[str, str] | None = None) -> WalletState:
-    """Parse and check a wallet file; UnusableWalletError's text says what is wrong."""
+def _first_error(exc: pydantic.ValidationError, what: str) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or what
+    return f"{where}: {first['msg']}"
+
+
+def replay_journal(state: WalletState, journal: bytes) -> tuple[WalletState, bool]:
+    """The snapshot with the journal's newer changes applied; and whether the last line
+    was torn (a crash mid-append, ignored: its change was never reported)."""
+    *lines, tail = journal.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        try:
+            delta = _DELTA.validate_json(line)
+        except pydantic.ValidationError as exc:
+            reason = _first_error(exc, "the line")
+            raise UnusableWalletError(f"its journal's line {number} is damaged ({reason})") from exc
+        if delta.seq <= state.seq:
+            continue  # already in the snapshot (a crash between snapshot and emptying)
+        if delta.seq != state.seq + 1:
+            raise UnusableWalletError(
+                f"its journal's line {number} holds change {delta.seq}, but change "
+                f"{state.seq + 1} is next: changes are missing"
+            )
+        state = apply(state, delta)
+    return state, bool(tail)
+
+
+def decode(raw: bytes, names: tuple[str, str] | None = None, journal: bytes = b"") -> WalletState:
+    """Parse and check a wallet (snapshot and journal); UnusableWalletError says why not."""
     try:
         state = _ADAPTER.validate_json(raw)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the file"
-        raise UnusableWalletError(f"{where}: {first['msg']}") from exc
+        raise UnusableWalletError(_first_error(exc, "the file")) from exc
+    state, _ = replay_journal(state, journal)
     if state.version != WALLET_VERSION:
         raise UnusableWalletError(f"version {state.version} (this btkit reads {WALLET_VERSION})")
     if names is not None and (state.exchange, state.strategy) != names:
@@ -209,8 +291,27 @@ def new_wallet(
     return WalletState(exchange, strategy, now, dict(start), dict(start), {}, {})
 
 
+COMPACT_EVERY = 500
+"""Journal lines before the snapshot is rewritten."""
+JOURNAL_SUFFIX = ".journal"
+
+
+def journal_path(path: Path) -> Path:
+    return path.with_name(path.name + JOURNAL_SUFFIX)
+
+
+def read_wallet(path: Path) -> WalletState:
+    """A wallet as it is on disk, without owning it (tests, `btkit positions`)."""
+    journal = journal_path(path)
+    return decode(path.read_bytes(), None, journal.read_bytes() if journal.exists() else b"")
+
+
 class WalletFile:
-    """Owns one wallet file: lock, load (or create), durable saves off the loop."""
+    """Owns one wallet: lock, load (or create), durable changes off the loop.
+
+    `state` is always what is on disk: it changes only when a write has landed
+    (even if the caller that asked for it was cancelled meanwhile).
+    """
 
     def __init__(
         self,
@@ -221,10 +322,16 @@ class WalletFile:
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
         self.path = folder / wallet_file_name(exchange, strategy)
+        self.journal = journal_path(self.path)
         self._names = (exchange, strategy)
         self._executor = executor
         self._lock = filelock.FileLock(f"{self.path}.lock", timeout=0, mode=0o600)
         self._writing: asyncio.Future[None] | None = None
+        self._lines = 0
+        self.compact_every = COMPACT_EVERY
+        self._snapshot_due = False
+        """A failed append may have left a torn line: the next change rewrites both files."""
+        self.state: WalletState
 
     def acquire(self) -> None:
         """Become the only process that spends this wallet."""
@@ -240,9 +347,12 @@ class WalletFile:
             ) from None
         except OSError as exc:
             raise StorageError(f"Cannot lock {self.path}: {exc.strerror}.") from exc
-        removed = remove_stale_temp_files(self.path.parent, self.path.name)
-        if removed:
-            log.warning("removed %d temporary file(s) left by a crash: %s", len(removed), removed)
+        for name in (self.path.name, self.journal.name):
+            removed = remove_stale_temp_files(self.path.parent, name)
+            if removed:
+                log.warning(
+                    "removed %d temporary file(s) left by a crash: %s", len(removed), removed
+                )
 
     def release(self) -> None:
         self._lock.release()
@@ -251,41 +361,84 @@ class WalletFile:
         """The wallet on disk, or a new one (written at once) with `starting` balances."""
         try:
             raw = self.path.read_bytes()
+            journal = self.journal.read_bytes() if self.journal.exists() else b""
         except FileNotFoundError:
             state = new_wallet(*self._names, starting, now)
-            atomic_write_bytes(self.path, encode(state))
+            self._snapshot(state)
             log.info("new paper wallet %s: %s", self.path, state.starting)
             return state
         except OSError as exc:
             raise StorageError(f"Cannot read {self.path}: {exc.strerror}.") from exc
         try:
-            return decode(raw, self._names)
+            state = decode(raw, self._names, journal)
         except UnusableWalletError as exc:
             log.error("PAPER WALLET %s cannot be used: %s", self.path, exc)
             raise UnusableWalletError(
                 f"The paper wallet {self.path} cannot be used: {exc}. It was left as it is. "
-                "Restore it from a backup, or move it away to start a new wallet with the "
-                "starting balances (BTKIT_PAPER_BALANCES); the ledger keeps every "
-                "recorded order and fill either way."
+                "Restore it from a backup, or move it (and its .journal) away to start a "
+                "new wallet with the starting balances (BTKIT_PAPER_BALANCES); the ledger "
+                "keeps every recorded order and fill either way."
             ) from exc
+        if not journal.endswith(b"\n") and journal:
+            log.warning("%s: ignored a torn last line (a crash while writing it)", self.journal)
+        self._snapshot(state)
+        return state
 
-    async def save(self, state: WalletState) -> None:
-        """Durable when it returns; a cancelled caller's write still lands, in order."""
+    async def idle(self) -> None:
+        """Wait for a write still landing (its caller was cancelled)."""
         previous = self._writing
         if previous is not None and not previous.done():
             await asyncio.wait([previous])
+
+    async def save(self, state: WalletState) -> WalletState:
+        """Write `state` (a change of `self.state`) durably; it becomes `self.state`."""
+        await self.idle()
         loop = asyncio.get_running_loop()
         try:
             writing = loop.run_in_executor(self._executor, self._write, state)
         except RuntimeError:  # the executor is shut down: a last write as the run ends
             self._write(state)
-            return
+            return self.state
         writing.add_done_callback(_retrieve)
         self._writing = writing
         await asyncio.shield(writing)
+        return self.state
+
+    async def close(self) -> None:
+        """Fold the journal into the snapshot, then let another process own the wallet."""
+        await self.idle()
+        try:
+            await asyncio.to_thread(self._snapshot, self.state)
+        finally:
+            self.release()
 
     def _write(self, state: WalletState) -> None:
+        stamped = dataclasses.replace(state, seq=self.state.seq + 1)
+        if self._snapshot_due or self._lines >= self.compact_every:
+            self._snapshot(stamped)
+            return
+        line = _DELTA.dump_json(diff(self.state, stamped)) + b"\n"
+        try:
+            with open(self.journal, "ab") as handle:
+                handle.write(line)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            self._snapshot_due = True
+            raise StorageError(
+                f"Cannot write {self.journal}: {exc.strerror or exc}. The wallet before this "
+                "change is intact; free disk space or fix the folder's permissions."
+            ) from exc
+        self._lines += 1
+        self.state = stamped
+
+    def _snapshot(self, state: WalletState) -> None:
+        """The whole wallet in one atomic replace, then an empty journal."""
         atomic_write_bytes(self.path, encode(state))
+        self.state = state
+        atomic_write_bytes(self.journal, b"")
+        self._lines = 0
+        self._snapshot_due = False
 
 
 def _retrieve(done: asyncio.Future[None]) -> None:
