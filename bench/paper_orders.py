@@ -3,10 +3,11 @@
     python bench/paper_orders.py [--round-trips N] [--symbols K]
 
 Each round trip is what the order flow does per signal: a market buy walking a
-20-level book, an OCO list resting, its cancel, a market sell. Every call writes
-the whole wallet file durably (fsync, rename, fsync of the folder) before it
-returns, so the cost grows with the wallet's history. Prints round trips per
-second per block of trips, the wallet file's size, and CPU time beside wall time
+20-level book, an OCO list resting, its cancel, a market sell. Every call appends
+its change to the wallet's journal and fsyncs it before it returns; every 500
+changes the whole snapshot is rewritten, so the cost still grows slowly with the
+wallet's history. Prints round trips per second per block of trips, the
+snapshot's size, and CPU time beside wall time
 (a shared machine's wall time says more about the neighbours). K symbols trade
 concurrently on one event loop. Figures are printed, never asserted.
 """
