@@ -408,7 +408,10 @@ class WalletFile:
         """Fold the journal into the snapshot, then let another process own the wallet."""
         await self.idle()
         try:
-            await asyncio.to_thread(self._snapshot, self.state)
+            try:
+                await asyncio.to_thread(self._snapshot, self.state)
+            except RuntimeError:  # the loop's threads are shut down: write it here
+                self._snapshot(self.state)
         finally:
             self.release()
 
@@ -419,7 +422,8 @@ class WalletFile:
             return
         line = _DELTA.dump_json(diff(self.state, stamped)) + b"\n"
         try:
-            with open(self.journal, "ab") as handle:
+            fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "ab") as handle:
                 handle.write(line)
                 handle.flush()
                 os.fsync(handle.fileno())
