@@ -412,6 +412,8 @@ async def test_a_limit_buy_below_the_market_rests_reserves_and_fills_on_a_candle
     with pytest.raises(InsufficientFundsError):
         await paper.place(buy(199.0, 2))  # the reserved quote is not spendable
     clock.now = minute(13)
+    balances = await paper.balances()  # settles resting orders too
+    assert balances["ETH"].total == 12.0
     done = await paper.find(SYMBOL, order.client_id)
     assert done is not None
     assert (done.status, done.filled, done.average) == ("closed", 2.0, 48.0)

@@ -117,8 +117,8 @@ class PaperBroker:
         self._rules: dict[str, MarketRules] = {}
         self._lock = asyncio.Lock()
         self._checked: dict[str, int] = {}
-        """List id -> open time of the next candle to look at (in memory: a restart
-        re-reads from placement and reaches the same answer)."""
+        """List or limit order id -> open time of the next candle to look at (in memory:
+        a restart re-reads from placement and reaches the same answer)."""
 
     @property
     def state(self) -> WalletState:
@@ -168,7 +168,10 @@ class PaperBroker:
         )
 
     async def balances(self) -> dict[str, Balance]:
-        for symbol in {r.state.symbol for r in self._state.lists.values()}:
+        state = self._state
+        waiting = {r.state.symbol for r in state.lists.values() if r.state.status == "open"}
+        waiting |= {state.orders[client_id].symbol for client_id in state.resting}
+        for symbol in sorted(waiting):
             await self._settle(symbol)
         return self._state.balance_view()
 
