@@ -198,6 +198,12 @@ async def test_exchange_rules_are_enforced(tmp_path):
         await paper.place(buy(0.0015))
     with pytest.raises(OrderRejectedError, match="NOTIONAL"):
         await paper.place(buy(0.01))
+    with pytest.raises(OrderRejectedError, match="PRICE_FILTER"):
+        await paper.place(limit(1.0, 99.995))
+    with pytest.raises(OrderRejectedError, match="PRICE_FILTER"):
+        await paper.protect(protect_request(1.0, tp=110.001, sl=90.0))
+    with pytest.raises(OrderRejectedError, match="LOT_SIZE"):
+        await paper.protect(protect_request(1.0005, tp=110.0, sl=90.0))
     assert paper.state.trades == ()
 
 

@@ -250,21 +250,9 @@ class PaperBroker:
             raise OrderRejectedError(
                 f"paper: a limit order needs a price above 0, not {request.price!r}."
             )
-        if not (finite(request.amount) and request.amount > 0):
-            raise OrderRejectedError(f"paper: amount {request.amount!r} must be above 0.")
-        if rules.min_amount is not None and request.amount < rules.min_amount:
-            raise OrderRejectedError(
-                f"Filter failure: LOT_SIZE ({request.amount:g} {rules.base} is below the "
-                f"minimum {rules.min_amount:g})"
-            )
-        step = rules.amount_step
-        if step and round_down(request.amount, step) != request.amount:
-            ratio = request.amount / step
-            if abs(ratio - round(ratio)) > 1e-9 * max(ratio, 1.0):
-                raise OrderRejectedError(
-                    f"Filter failure: LOT_SIZE ({request.amount!r} {rules.base} is not a "
-                    f"multiple of the step {step:g})"
-                )
+        _check_amount(request.amount, rules)
+        if request.type == "limit" and request.price is not None:
+            _check_price(request.price, rules)
 
     @staticmethod
     def _check_duplicate(state: WalletState, client_id: str) -> None:
@@ -431,8 +419,9 @@ class PaperBroker:
         rules = await self.rules(request.symbol)
         if not (finite(request.amount, request.take_profit, request.stop_loss)):
             raise OrderRejectedError("paper: protection prices and amount must be numbers.")
-        if request.amount <= 0:
-            raise OrderRejectedError(f"paper: amount {request.amount!r} must be above 0.")
+        _check_amount(request.amount, rules)
+        for price in (request.take_profit, request.stop_loss):
+            _check_price(price, rules)
         if rules.has_oco and not request.take_profit > request.stop_loss > 0:
             raise OrderRejectedError(
                 "The relationship of the prices for the orders is not correct: take-profit "
@@ -738,4 +727,36 @@ class PaperBroker:
             trades=tuple(trades),
             next_order=state.next_order + 1,
             next_trade=trade_no,
+        )
+
+
+def _off_step(value: float, step: float | None) -> bool:
+    if not step or round_down(value, step) == value:
+        return False
+    ratio = value / step
+    return abs(ratio - round(ratio)) > 1e-9 * max(ratio, 1.0)
+
+
+def _check_amount(amount: float, rules: MarketRules) -> None:
+    """The market's LOT_SIZE filter, in Binance's words."""
+    if not (finite(amount) and amount > 0):
+        raise OrderRejectedError(f"paper: amount {amount!r} must be above 0.")
+    if rules.min_amount is not None and amount < rules.min_amount:
+        raise OrderRejectedError(
+            f"Filter failure: LOT_SIZE ({amount:g} {rules.base} is below the minimum "
+            f"{rules.min_amount:g})"
+        )
+    if _off_step(amount, rules.amount_step):
+        raise OrderRejectedError(
+            f"Filter failure: LOT_SIZE ({amount!r} {rules.base} is not a multiple of the "
+            f"step {rules.amount_step:g})"
+        )
+
+
+def _check_price(price: float, rules: MarketRules) -> None:
+    """The market's PRICE_FILTER, in Binance's words."""
+    if _off_step(price, rules.price_step):
+        raise OrderRejectedError(
+            f"Filter failure: PRICE_FILTER ({price!r} is not a multiple of the tick "
+            f"{rules.price_step:g})"
         )
