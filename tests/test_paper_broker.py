@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import json
 import os
+import random
 import signal
 import stat
 import subprocess
@@ -476,6 +477,62 @@ async def test_stop_orders_are_refused_with_what_paper_supports(tmp_path):
         await paper.place(stop)
     with pytest.raises(OrderRejectedError, match="needs a price"):
         await paper.place(dataclasses.replace(buy(1.0), type="limit"))
+
+
+@sync
+async def test_without_oco_only_the_stop_rests(tmp_path):
+    paper, clock = broker(tmp_path, candles_after((60, 49), (50, 44)), rules=Rules(has_oco=False))
+    await paper.place(buy(1.0))
+    placed = await paper.protect(protect_request(1.0))
+    assert [leg.role for leg in placed.legs] == ["stop_loss"]
+    clock.now = minute(12)  # the high of 60 does not matter: there is no take-profit
+    done = await paper.find_protection(SYMBOL, placed.list_client_id)
+    assert done.filled_leg is not None
+    assert done.filled_leg.timestamp == minute(12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@sync
+async def test_random_sessions_keep_the_books_balanced_across_restarts(tmp_path, seed):
+    """Random orders, lists, cancels and candles: balances always equal the starting
+    balances plus the fills minus fees, nothing goes negative, restarts change nothing."""
+    rng = random.Random(seed)
+    price, rows = 50.0, []
+    for n in range(200):
+        price *= 1 + rng.uniform(-0.01, 0.01)
+        high, low = price * (1 + rng.uniform(0, 0.02)), price * (1 - rng.uniform(0, 0.02))
+        rows.append(Candle(minute(n), price, high, low, price, rng.uniform(0.5, 2)))
+    paper, clock = broker(tmp_path, rows)
+    for step in range(60):
+        clock.now = minute(10 + step * 3)
+        kind = rng.choice(["buy", "sell", "limit", "protect", "cancel", "restart"])
+        n = rng.randrange(8)
+        try:
+            if kind in ("buy", "sell"):
+                await paper.place(buy(round(rng.uniform(0.1, 3), 3), n, kind))
+            elif kind == "limit":
+                side = rng.choice(["buy", "sell"])
+                await paper.place(limit(1.0, round(price * rng.uniform(0.97, 1.03), 2), n, side))
+            elif kind == "protect":
+                tp, sl = price * rng.uniform(1.0, 1.05), price * rng.uniform(0.95, 1.0)
+                request = protect_request(round(rng.uniform(0.1, 2), 3), tp, sl)
+                await paper.protect(dataclasses.replace(request, list_client_id=f"btk-p-{n}"))
+            elif kind == "cancel":
+                await paper.cancel_protection(SYMBOL, f"btk-p-{n}")
+                await paper.cancel(SYMBOL, buy(1.0, n, "buy").client_id)
+                await paper.cancel(SYMBOL, buy(1.0, n, "sell").client_id)
+            else:
+                before = paper.state
+                await paper.close()
+                paper, clock = broker(tmp_path, rows, now=clock.now)
+                assert paper.state == before
+        except OrderRejectedError:
+            pass  # insufficient balance, duplicates: refused and nothing changed
+        balances = await paper.balances()
+        assert_books_balance(paper.state)
+        assert all(b.free >= -1e-9 and b.total >= -1e-9 for b in balances.values())
+        assert on_disk(tmp_path) == paper.state
+    assert len(paper.state.trades) >= 10, "the session must really trade"
 
 
 # --- the wallet file ----------------------------------------------------------------------
