@@ -608,6 +608,7 @@ async def test_an_unusable_wallet_is_refused_and_kept(tmp_path, damage, reason):
 async def test_a_new_wallet_starts_from_the_settings_balances(tmp_path):
     paper, _ = broker(tmp_path)
     assert paper.state.starting == START
+    assert paper.summary().endswith("replay-s1.json: 10 ETH, 10000 USDT")
     assert (
         json.loads((tmp_path / "data" / "paper" / "replay-s1.json").read_text())["balances"]
         == START

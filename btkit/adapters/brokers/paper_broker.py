@@ -136,6 +136,15 @@ class PaperBroker:
             await self._wallet.idle()
             yield self._wallet.state
 
+    def summary(self) -> str:
+        """For the start-up panel (`StartupInfo.trade_detail`): the wallet and its money."""
+        held = ", ".join(
+            f"{balance.total:g} {code}"
+            for code, balance in self._state.balance_view().items()
+            if balance.total
+        )
+        return f"paper wallet {self._wallet.path}: {held or 'empty'}"
+
     # --- rules and balances -------------------------------------------------------
 
     async def rules(self, symbol: str) -> MarketRules:
