@@ -372,6 +372,19 @@ async def test_candles_before_placing_never_trigger(tmp_path):
 
 
 @sync
+async def test_a_list_fills_after_a_long_stop_and_a_stretch_without_candles(tmp_path):
+    day = 24 * 60
+    late = Candle(minute(10 + 9 * day), 50, 56, 50, 50, 1)  # nine days on, after a gap
+    paper, clock = broker(tmp_path, [*candles_after((51, 49), (51, 49)), late])
+    await paper.place(buy(1.0))
+    placed = await paper.protect(protect_request(1.0))
+    clock.now = minute(12 + 9 * day)
+    done = await paper.find_protection(SYMBOL, placed.list_client_id)  # one call: all weeks
+    assert done.filled_leg is not None
+    assert done.filled_leg.timestamp == late.timestamp + 60_000
+
+
+@sync
 async def test_cancel_protection_frees_the_base_and_cancel_of_a_leg_cancels_the_list(tmp_path):
     paper, _ = broker(tmp_path)
     await paper.place(buy(1.0))

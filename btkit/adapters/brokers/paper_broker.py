@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol
 
 from btkit.adapters.brokers.paper_fills import (
@@ -549,18 +549,26 @@ class PaperBroker:
         await self._settle_lists(symbol)
         await self._settle_limits(symbol)
 
-    async def _unseen(self, key: str, placed_at: int, symbol: str) -> tuple[int, Candles] | None:
-        """The finished 1m candles of `symbol` not yet looked at for `key`."""
-        since = self._checked.get(key, first_open_after(placed_at))
-        minutes = min((self._clock.now_ms() - since) // MINUTE_MS, _MAX_SCAN_MINUTES)
-        if minutes <= 0:
-            return None
-        window = await self._market.candles(symbol, "1m", minutes, since + minutes * MINUTE_MS)
-        return since, window
-
-    def _seen(self, key: str, window: Candles) -> None:
-        if len(window):  # read on after the newest candle served, never past it
-            self._checked[key] = int(window.timestamp[-1]) + MINUTE_MS
+    async def _unseen(
+        self, key: str, placed_at: int, symbol: str
+    ) -> AsyncGenerator[tuple[int, Candles], None]:
+        """The finished 1m candles of `symbol` not yet looked at for `key`, a week at a
+        time up to now; a chunk the caller walks past is remembered as seen."""
+        now = self._clock.now_ms()
+        while True:
+            since = self._checked.get(key, first_open_after(placed_at))
+            minutes = min((now - since) // MINUTE_MS, _MAX_SCAN_MINUTES)
+            if minutes <= 0:
+                return
+            end = since + minutes * MINUTE_MS
+            window = await self._market.candles(symbol, "1m", minutes, end)
+            yield since, window
+            if len(window):  # read on after the newest candle served, never past it
+                self._checked[key] = int(window.timestamp[-1]) + MINUTE_MS
+            elif end < now - MINUTE_MS:  # a stretch without trades, with more after it
+                self._checked[key] = end
+            if self._checked.get(key, since) <= since:
+                return
 
     async def _settle_lists(self, symbol: str) -> None:
         resting = [
@@ -570,20 +578,21 @@ class PaperBroker:
         ]
         for item in resting:
             list_id = item.state.list_client_id
-            unseen = await self._unseen(list_id, item.placed_at, symbol)
-            if unseen is None:
-                continue
-            since, window = unseen
-            trigger = first_trigger(
-                window.timestamp.tolist(),
-                window.high.tolist(),
-                window.low.tolist(),
-                take_profit=item.take_profit,
-                stop_loss=item.stop_loss,
-                since=since,
-            )
+            trigger = None
+            chunks = contextlib.aclosing(self._unseen(list_id, item.placed_at, symbol))
+            async with chunks as unseen:
+                async for since, window in unseen:
+                    trigger = first_trigger(
+                        window.timestamp.tolist(),
+                        window.high.tolist(),
+                        window.low.tolist(),
+                        take_profit=item.take_profit,
+                        stop_loss=item.stop_loss,
+                        since=since,
+                    )
+                    if trigger is not None:
+                        break
             if trigger is None:
-                self._seen(list_id, window)
                 continue
             async with self._changing() as state:
                 current = state.lists.get(list_id)
@@ -597,20 +606,21 @@ class PaperBroker:
         state = self._state
         waiting = [r for r in state.resting.values() if state.orders[r.client_id].symbol == symbol]
         for item in waiting:
-            unseen = await self._unseen(item.client_id, item.placed_at, symbol)
-            if unseen is None:
-                continue
-            since, window = unseen
-            touched = first_touch(
-                window.timestamp.tolist(),
-                window.high.tolist(),
-                window.low.tolist(),
-                side=item.side,
-                price=item.price,
-                since=since,
-            )
+            touched = None
+            chunks = contextlib.aclosing(self._unseen(item.client_id, item.placed_at, symbol))
+            async with chunks as unseen:
+                async for since, window in unseen:
+                    touched = first_touch(
+                        window.timestamp.tolist(),
+                        window.high.tolist(),
+                        window.low.tolist(),
+                        side=item.side,
+                        price=item.price,
+                        since=since,
+                    )
+                    if touched is not None:
+                        break
             if touched is None:
-                self._seen(item.client_id, window)
                 continue
             async with self._changing() as state:
                 if item.client_id not in state.resting:
