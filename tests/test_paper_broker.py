@@ -858,6 +858,9 @@ def test_sigkill_while_trading_never_breaks_the_wallet(tmp_path):
                 if not line:
                     process.wait(timeout=120)
                     pytest.fail(f"the trading loop ended: {process.stderr.read()}")
+            if round_no == 0:  # a second process cannot spend the same wallet
+                with pytest.raises(StateLockedError, match="already trades s1"):
+                    broker(tmp_path)
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=120)
             kills += process.returncode == -signal.SIGKILL
