@@ -10,9 +10,11 @@ Protective OCO lists rest in the wallet and are settled lazily and
 deterministically whenever the broker is asked (balances, find, open orders,
 fills): the first finished 1m candle opening at or after placement that reached a
 leg fills it (stop first when one candle reached both), at the trigger price
-(the stop minus slippage); the other leg expires, as on Binance.
+(the stop minus slippage); the other leg expires, as on Binance. A limit order
+takes at once what is at or better than its price and rests the rest the same
+way, filling at its price on the first candle that traded there.
 
-Every change is written to the wallet file before the call returns, so a crash
+Every change is written to the wallet (its journal) before the call returns, so a crash
 after a result was returned never loses it. Rejected orders (filters, balance,
 no price) are not kept, as an exchange does not keep them: `find` answers None.
 """
@@ -22,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Protocol
 
@@ -62,8 +63,6 @@ from btkit.domain.orders import (
 )
 from btkit.engine.sizing import round_down
 from btkit.ports import Clock, MarketData, OrderBookSource
-
-log = logging.getLogger(__name__)
 
 BOOK_DEPTH = 100
 """Levels asked of the order book per market order."""
