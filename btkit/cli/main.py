@@ -787,6 +787,32 @@ def events(
     )
 
 
+@app.command(
+    epilog=_examples(
+        "btkit positions",
+        "btkit positions --json | jq '.positions[] | {symbol, unrealised_pnl}'",
+    )
+)
+def positions(
+    json_output: Annotated[bool, _flag("--json", help="Print one JSON document")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Show open positions (paper and live), their exchange orders and unrealised PnL.
+
+    From the ledger's fills and orders; the price is the last candle close in
+    <data>/candles at or before now (the output says which). Halted symbols are
+    listed with their reason. Read-only: works while daemons run.
+    """
+    from btkit.cli.positions_command import run_positions
+
+    settings = _settings(data_dir=data_dir)
+    _logging(settings, None, "WARNING")
+    _exit_with(
+        lambda: run_positions(settings, as_json=json_output, console=_console()),
+        interrupted="positions stopped; the ledger is unchanged.",
+    )
+
+
 @app.command(epilog=_examples("btkit status", "btkit status --data-dir /srv/btkit/data"))
 def status(data_dir: DataDir = None) -> None:
     """Show the open signals in the state files, and which have no daemon."""
