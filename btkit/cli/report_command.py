@@ -14,6 +14,7 @@ from rich.table import Table
 
 from btkit.adapters.report.builder import (
     default_report_path,
+    fill_rows,
     json_report,
     write_report_forms,
 )
@@ -24,7 +25,7 @@ from btkit.domain.timefmt import format_time
 from btkit.engine.statistics import without_invalid
 from btkit.settings import Settings
 from btkit.wiring.clocks import wall_time_ms
-from btkit.wiring.ledger import read_strategy_events
+from btkit.wiring.ledger import read_strategy_events, read_trade_records
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,12 @@ def run_report(
     settings: Settings, query: Query, *, out: Path | None, as_json: bool, console: Console
 ) -> int:
     contents = _read(settings, query)
+    fills = []
+    if query.mode == "live":  # backtests place no orders
+        records = read_trade_records(settings, query.strategy, contents.run_id)
+        fills = fill_rows(contents, records)
     if as_json:
-        text = json.dumps(json_report(contents, query), indent=2, allow_nan=False)
+        text = json.dumps(json_report(contents, query, fills), indent=2, allow_nan=False)
         if out is not None:
             write_private(out, (text + "\n").encode())
             console.print(f"report written to {out}", highlight=False, soft_wrap=True)
@@ -57,7 +62,7 @@ def run_report(
             console.print(text, markup=False, highlight=False, soft_wrap=True)
         return 0
     target = out or default_report_path(settings.logs_dir, query)
-    console.print(Markdown(write_report_forms(contents, query, target)))
+    console.print(Markdown(write_report_forms(contents, query, target, fills=fills)))
     console.print(f"report written to {target}", highlight=False, soft_wrap=True)
     return 0
 
