@@ -155,3 +155,25 @@ def test_a_damaged_ledger_is_an_error_and_left_alone(project):
     assert done.returncode == 1
     assert "Cannot read the ledger" in done.stderr
     assert path.read_bytes() == b"not a database at all" * 100
+
+
+def test_status_shows_halted_symbols_and_their_reason(traded):
+    done = traded.run("status")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "No open signals" in text  # the state files, as before
+    assert (
+        "trading halted: my-strategy on binance (live) XLMBTC since 1970-01-01 00:00 UTC: "
+        "the exchange holds 5 XLM the ledger does not know. No new positions open there"
+    ) in text
+
+
+def test_a_resumed_symbol_is_no_longer_halted(traded):
+    ledger = SqliteLedger(traded.root / "data" / "btkit.sqlite")
+    try:
+        live = ledger.order_log("my-strategy", "binance", "live")
+        asyncio.run(live.record_halt("XLMBTC", None, 2_000))
+    finally:
+        ledger.close()
+    assert "trading halted" not in traded.run("status").stdout
+    assert json.loads(traded.run("positions", "--json").stdout)["halts"] == []

@@ -67,6 +67,18 @@ class PositionsView:
     halts: list[Halt]
 
 
+def read_halts(ledger_path: Path) -> list[Halt]:
+    """Symbols where trading is halted (a reconciliation mismatch, the circuit breaker)."""
+    if not ledger_path.exists():
+        return []
+    ledger = SqliteLedger.open_for_reading(ledger_path)
+    try:
+        with translated_ledger_errors(ledger_path):
+            return current_halts(ledger.connection)
+    finally:
+        ledger.close()
+
+
 def latest_price(candles_dir: Path, symbol: str, now_ms: int) -> LatestPrice | str:
     """The close of the last candle finished at or before `now_ms`, or why there is none."""
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 from btkit.adapters.report.builder import (
@@ -20,7 +21,9 @@ from btkit.adapters.report.builder import (
 )
 from btkit.adapters.store.atomic import write_private
 from btkit.adapters.store.ledger import LedgerContents, Query
+from btkit.app.positions import read_halts
 from btkit.app.status import open_positions
+from btkit.domain.errors import BtkitError
 from btkit.domain.timefmt import format_time
 from btkit.engine.statistics import without_invalid
 from btkit.settings import Settings
@@ -116,4 +119,22 @@ def run_status(settings: Settings, console: Console) -> int:
             )
     for bad in problems:
         console.print(f"[red]unreadable:[/red] {bad.problem}", highlight=False, soft_wrap=True)
+    _print_halts(settings, console)
     return 0
+
+
+def _print_halts(settings: Settings, console: Console) -> None:
+    """Trading halts from the ledger: no new positions on these symbols until resolved."""
+    try:
+        halts = read_halts(settings.ledger_path)
+    except BtkitError as exc:  # the signals above came from the state files: still shown
+        console.print(f"[red]ledger:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return
+    for h in halts:
+        console.print(
+            f"[bold yellow]trading halted:[/bold yellow] {escape(h.strategy)} on "
+            f"{escape(h.exchange)} ({h.mode}) {escape(h.symbol)} since {format_time(h.since)}: "
+            f"{escape(h.reason)}. No new positions open there; open signals are still monitored.",
+            highlight=False,
+            soft_wrap=True,
+        )
