@@ -306,3 +306,18 @@ def test_every_acknowledged_write_survives_a_sigkill(tmp_path):
             assert [o.status for o in log.orders(f"s{n}")] == ["closed"]
     finally:
         ledger.close()
+
+
+def test_the_sqlite_order_log_has_the_ports_methods_exactly(ledger):
+    import inspect
+
+    from btkit.ports import OrderLog as Port
+
+    real = ledger.order_log("s", "binance", "live")
+    names = [n for n in vars(Port) if not n.startswith("_")]
+    assert {"record_order", "record_fills", "open_trades", "realised_since"} <= set(names)
+    for name in names:
+        wanted, found = getattr(Port, name), getattr(real, name)
+        assert inspect.iscoroutinefunction(wanted) == inspect.iscoroutinefunction(found), name
+        expected = list(inspect.signature(wanted).parameters)[1:]  # without self
+        assert list(inspect.signature(found).parameters) == expected, name

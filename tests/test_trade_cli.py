@@ -63,11 +63,19 @@ def test_plain_lines_end_with_what_trading_did():
     printer.event(opened(skipped))
     printer.event(closed(TradeReport("live", "exit", "c", "rejected", 1.0, how="LOT_SIZE")))
     printer.event(closed(None))
-    first, second, third, fourth = out.getvalue().splitlines()
+    how = "paper: replay tick price + 0.1 % slippage"
+    printer.event(
+        opened(TradeReport("paper", "entry", "c", "open", 2.0, 1.0, 100.1, 0.1, 100.0, how))
+    )
+    first, second, third, fourth, fifth = out.getvalue().splitlines()
     assert first.endswith("id sig-1234  paper: filled 0.012 @ 101.2, fee 0.0012, gap +1.200%")
     assert second.endswith("paper: trade skipped: spot: shorts are not traded")
     assert third.endswith("live: order rejected: LOT_SIZE")
     assert fourth.endswith("id sig-1234")  # --trade off: the line as it always was
+    assert fifth.endswith(
+        "paper: partly filled 1 @ 100.1, fee 0.1 of 2, gap +0.100% "
+        "(paper: replay tick price + 0.1 % slippage)"
+    )
 
 
 def test_json_events_carry_the_trade_object_as_valid_json():

@@ -77,7 +77,8 @@ def trade_text(report: TradeReport) -> str:
         if report.filled < report.amount and report.status != "closed":
             text = f"partly {text} of {report.amount:.8g}"
         gap = report.gap_percent
-        return text if gap is None else f"{text}, gap {gap:+.3f}%"
+        text = text if gap is None else f"{text}, gap {gap:+.3f}%"
+        return f"{text} ({report.how})" if report.how else text
     text = f"order {report.status}"
     return f"{text}: {report.how}" if report.how else text
 
