@@ -815,7 +815,7 @@ def positions(
 
 @app.command(epilog=_examples("btkit status", "btkit status --data-dir /srv/btkit/data"))
 def status(data_dir: DataDir = None) -> None:
-    """Show the open signals in the state files, and which have no daemon."""
+    """Show the open signals in the state files, which have no daemon, and trading halts."""
     from btkit.cli.report_command import run_status
 
     settings = _settings(data_dir=data_dir)
