@@ -133,7 +133,7 @@ def test_help_short_option_version_examples_and_dates(cli, project):
     assert version.stdout.startswith("btkit 0.")
     top = cli.run("-h").stdout
     assert "--install-completion" in top
-    assert "places no orders" in top
+    assert "places orders only with `btkit live --trade paper|live`" in " ".join(top.split())
 
 
 def test_defaults_are_the_same_across_commands(cli, project):

@@ -84,6 +84,7 @@ def test_migration_numbers_old_rows_in_order_and_counts_them_delivered(tmp_path)
     ledger.close()
     db = sqlite3.connect(path)  # back to schema 1, as an older btkit left it
     db.executescript(
+        "DROP TABLE orders; DROP TABLE fills; DROP TABLE halts; "  # schema 3
         "DROP TABLE deliveries; DROP INDEX events_by_seq; DROP INDEX events_by_stream; "
         "ALTER TABLE events DROP COLUMN seq; PRAGMA user_version=1;"
     )

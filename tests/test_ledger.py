@@ -80,7 +80,7 @@ def test_schema_version_is_recorded_and_newer_schemas_refused(tmp_path):
     path = tmp_path / "btkit.sqlite"
     SqliteLedger(path).close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 3  # 3: orders, fills, halts
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.execute("PRAGMA user_version=99")
     db.close()

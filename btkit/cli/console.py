@@ -17,8 +17,10 @@ from typing import IO, Literal
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from btkit.domain.model import (
     ClosedResult,
@@ -27,10 +29,13 @@ from btkit.domain.model import (
     lifetime_text,
     result_to_dict,
 )
+from btkit.domain.orders import TradeReport
 from btkit.domain.timefmt import format_time
 from btkit.ports import EventPrinter, StartupInfo
 
 OutputMode = Literal["rich", "plain", "json"]
+TRADE_STYLES = {"live": "bold red", "paper": "yellow"}
+"""The start-up panel's colour per trade mode: red is real money."""
 
 
 def choose_mode(json_output: bool, stream: IO[str]) -> OutputMode:
@@ -63,6 +68,25 @@ def _event_fields(result: StreamedResult) -> list[str]:
     return fields
 
 
+def trade_text(report: TradeReport) -> str:
+    """What trading did at an event, in a few words: `filled 0.012 @ 101.2, fee 0.0012`."""
+    if report.status in ("skipped", "halted"):
+        return f"trade {report.status}: {report.how}" if report.how else f"trade {report.status}"
+    if report.filled > 0 and report.average is not None:
+        text = f"filled {report.filled:.8g} @ {report.average:.8g}, fee {report.fee:.8g}"
+        if report.filled < report.amount and report.status != "closed":
+            text = f"partly {text} of {report.amount:.8g}"
+        gap = report.gap_percent
+        text = text if gap is None else f"{text}, gap {gap:+.3f}%"
+        return f"{text} ({report.how})" if report.how else text
+    text = f"order {report.status}"
+    return f"{text}: {report.how}" if report.how else text
+
+
+def _trade_field(result: StreamedResult) -> list[str]:
+    return [] if result.trade is None else [f"{result.trade.mode}: {trade_text(result.trade)}"]
+
+
 def _plain_fields(result: StreamedResult) -> list[str]:
     signal = result.signal
     head = [format_time(result.timestamp), result.action.upper(), result.symbol, signal.position]
@@ -74,6 +98,7 @@ def _plain_fields(result: StreamedResult) -> list[str]:
             f"sl {_price(signal.price_stop_loss)}",
             lifetime_text(signal.minute_estimated_time),
             f"id {signal.id[:8]}",
+            *_trade_field(result),
         ]
     return [
         *head,
@@ -81,7 +106,22 @@ def _plain_fields(result: StreamedResult) -> list[str]:
         f"{_price(result.pnl.price_open)} -> {_price(result.pnl.price_close)}",
         f"pnl {result.pnl.pnl_percentage:+.3f}%",
         f"id {signal.id[:8]}",
+        *_trade_field(result),
     ]
+
+
+TRADE_LABELS = {
+    "live": "live: REAL ORDERS with real money",
+    "paper": "paper: simulated wallet, no real orders",
+}
+
+
+def _trade_row(info: StartupInfo) -> tuple[str, str] | None:
+    """Shown only when trading (`--trade off` keeps the panel as it always was)."""
+    if info.trade == "off":
+        return None
+    label = TRADE_LABELS[info.trade]
+    return ("trade", f"{label} ({info.trade_detail})" if info.trade_detail else label)
 
 
 def _startup_rows(info: StartupInfo) -> list[tuple[str, str]]:
@@ -90,6 +130,9 @@ def _startup_rows(info: StartupInfo) -> list[tuple[str, str]]:
         ("exchange", info.exchange),
         ("symbols", " ".join(info.symbols)),
     ]
+    trade = _trade_row(info)
+    if trade is not None:
+        rows.append(trade)
     if info.replay:
         rows.append(("replay", info.replay))
     rows.extend(info.folders.items())
@@ -146,15 +189,21 @@ class RichPrinter:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan")
         table.add_column()
+        style = TRADE_STYLES.get(info.trade, "")
         for key, value in _startup_rows(info):
-            table.add_row(key, value)
-        self._console.print(Panel(table, title="btkit live", expand=False))
+            if key == "trade":
+                table.add_row(key, Text(value, style=style))
+            else:
+                table.add_row(key, value)
+        title = "btkit live: REAL ORDERS" if info.trade == "live" else "btkit live"
+        self._console.print(Panel(table, title=title, expand=False, border_style=style or "none"))
 
     def event(self, result: StreamedResult) -> None:
-        fields = _plain_fields(result)
+        fields = [escape(field) for field in _plain_fields(result)]
         if isinstance(result, ClosedResult):
             colour = "green" if result.pnl.pnl_percentage >= 0 else "red"
-            fields[-2] = f"[{colour}]{fields[-2]}[/{colour}]"
+            at = -3 if result.trade is not None else -2
+            fields[at] = f"[{colour}]{fields[at]}[/{colour}]"
             fields[1] = "[magenta]CLOSED[/magenta]"
         else:
             fields[1] = "[cyan]OPENED[/cyan]"

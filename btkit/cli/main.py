@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # imported in the commands, so `btkit --help` stays fast
 app = typer.Typer(
     help=(
         "btkit: run crypto signal strategies live, crash-safe, with the code you backtest. "
-        "It announces signals (opened / closed, with PnL after costs); it places no orders."
+        "It announces signals (opened / closed, with PnL after costs); it places orders only "
+        "with `btkit live --trade paper|live`."
     ),
     epilog=(
         "Start with `btkit init`, then `btkit live ETHBTC --strategy my-strategy` (offline "
@@ -196,6 +197,24 @@ def _parse_speed(text: str) -> float | None:
     return speed
 
 
+TRADE_MODES = ("off", "paper", "live")
+
+
+def _check_trade_options(trade: str | None, stake: float | None) -> None:
+    """`--trade` and `--stake` say what is wrong before anything starts (exit 2)."""
+    if trade is not None and trade not in TRADE_MODES:
+        _fail(
+            f"--trade must be off (announce signals only), paper (a simulated wallet) or live "
+            f"(real orders), not {trade!r}",
+            2,
+        )
+    if stake is not None and not (stake > 0 and stake != float("inf")):
+        _fail(
+            f"--stake must be a positive quote amount per signal, e.g. --stake 100, not {stake:g}",
+            2,
+        )
+
+
 def _flag(*names: str, **options: Any) -> Any:
     """A boolean flag: `--json`, shown without a value (`--json true` is not how to use it)."""
     return typer.Option(*names, metavar="", **options)
@@ -219,7 +238,8 @@ def _root(
     """btkit: run crypto signal strategies live, crash-safe, with the code you backtest.
 
     It announces signals (opened / closed, with PnL after fees and slippage); it
-    places no orders and moves no money.
+    places orders only with `btkit live --trade paper` (a simulated wallet) or
+    `--trade live` (real orders, with --confirm-live).
     """
 
 
@@ -233,6 +253,8 @@ def _examples(*lines: str) -> str:
         "btkit live ETHBTC LTCBTC --strategy my-strategy    (offline replay, the default)",
         "btkit live ETHBTC -s my-strategy --restart --start 2018-01-21 --speed 60",
         "btkit live BTCUSDT -s my-strategy --exchange binance --json | jq .",
+        "btkit live BTCUSDT -s my-strategy -e binance --trade paper --stake 100   (paper wallet)",
+        "btkit live BTCUSDT -s my-strategy -e binance --trade live --stake 100 --confirm-live",
     )
 )
 def live(
@@ -272,13 +294,41 @@ def live(
     json_output: Annotated[
         bool, _flag("--json", help="Print each event as one JSON object per line")
     ] = False,
+    trade: Annotated[
+        str | None,
+        typer.Option(
+            metavar="off|paper|live",
+            help="off: announce signals only; paper: trade a simulated wallet; live: REAL "
+            "orders with real money (needs API keys and --confirm-live) [env BTKIT_TRADE; "
+            "default off]",
+        ),
+    ] = None,
+    stake: Annotated[
+        float | None,
+        typer.Option(
+            metavar="AMOUNT",
+            help="Quote amount per signal, e.g. 100 (USDT on BTCUSDT) [env BTKIT_STAKE; "
+            "default 10 % of the free quote balance]",
+        ),
+    ] = None,
+    confirm_live: Annotated[
+        bool,
+        _flag(
+            "--confirm-live",
+            help="Confirm --trade live: real orders with real money [env BTKIT_CONFIRM_LIVE=1]",
+        ),
+    ] = False,
     params: ParamsOption = None,
     strategies_dir: StrategiesDir = None,
     data_dir: DataDir = None,
     logs_dir: LogsDir = None,
     log_level: LogLevel = None,
 ) -> None:
-    """Run a strategy on symbols until stopped (or until the replayed history ends)."""
+    """Run a strategy on symbols until stopped (or until the replayed history ends).
+
+    With --trade paper or live it also trades each signal (spot, longs only): a
+    market buy, take-profit and stop-loss resting on the exchange, a sell at the close.
+    """
     import asyncio
 
     from btkit.wiring.system import stop_latch
@@ -289,7 +339,15 @@ def live(
     from btkit.wiring.live import RunOptions
 
     _check_symbols(symbols)
-    settings = _settings(strategies_dir=strategies_dir, data_dir=data_dir, logs_dir=logs_dir)
+    _check_trade_options(trade, stake)
+    settings = _settings(
+        strategies_dir=strategies_dir,
+        data_dir=data_dir,
+        logs_dir=logs_dir,
+        trade=trade,
+        stake=stake,
+        confirm_live=True if confirm_live else None,
+    )
     _logging(settings, log_level, "INFO")
     start_ms, end_ms = _times(start, end)
     options = RunOptions(
@@ -729,9 +787,35 @@ def events(
     )
 
 
+@app.command(
+    epilog=_examples(
+        "btkit positions",
+        "btkit positions --json | jq '.positions[] | {symbol, unrealised_pnl}'",
+    )
+)
+def positions(
+    json_output: Annotated[bool, _flag("--json", help="Print one JSON document")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Show open positions (paper and live), their exchange orders and unrealised PnL.
+
+    From the ledger's fills and orders; the price is the last candle close in
+    <data>/candles at or before now (the output says which). Halted symbols are
+    listed with their reason. Read-only: works while daemons run.
+    """
+    from btkit.cli.positions_command import run_positions
+
+    settings = _settings(data_dir=data_dir)
+    _logging(settings, None, "WARNING")
+    _exit_with(
+        lambda: run_positions(settings, as_json=json_output, console=_console()),
+        interrupted="positions stopped; the ledger is unchanged.",
+    )
+
+
 @app.command(epilog=_examples("btkit status", "btkit status --data-dir /srv/btkit/data"))
 def status(data_dir: DataDir = None) -> None:
-    """Show the open signals in the state files, and which have no daemon."""
+    """Show the open signals in the state files, which have no daemon, and trading halts."""
     from btkit.cli.report_command import run_status
 
     settings = _settings(data_dir=data_dir)

@@ -10,21 +10,25 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.table import Table
 
 from btkit.adapters.report.builder import (
     default_report_path,
+    fill_rows,
     json_report,
     write_report_forms,
 )
 from btkit.adapters.store.atomic import write_private
 from btkit.adapters.store.ledger import LedgerContents, Query
+from btkit.app.positions import read_halts
 from btkit.app.status import open_positions
+from btkit.domain.errors import BtkitError
 from btkit.domain.timefmt import format_time
 from btkit.engine.statistics import without_invalid
 from btkit.settings import Settings
 from btkit.wiring.clocks import wall_time_ms
-from btkit.wiring.ledger import read_strategy_events
+from btkit.wiring.ledger import read_strategy_events, read_trade_records
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,12 @@ def run_report(
     settings: Settings, query: Query, *, out: Path | None, as_json: bool, console: Console
 ) -> int:
     contents = _read(settings, query)
+    fills = []
+    if query.mode == "live":  # backtests place no orders
+        records = read_trade_records(settings, query.strategy, contents.run_id)
+        fills = fill_rows(contents, records)
     if as_json:
-        text = json.dumps(json_report(contents, query), indent=2, allow_nan=False)
+        text = json.dumps(json_report(contents, query, fills), indent=2, allow_nan=False)
         if out is not None:
             write_private(out, (text + "\n").encode())
             console.print(f"report written to {out}", highlight=False, soft_wrap=True)
@@ -57,7 +65,7 @@ def run_report(
             console.print(text, markup=False, highlight=False, soft_wrap=True)
         return 0
     target = out or default_report_path(settings.logs_dir, query)
-    console.print(Markdown(write_report_forms(contents, query, target)))
+    console.print(Markdown(write_report_forms(contents, query, target, fills=fills)))
     console.print(f"report written to {target}", highlight=False, soft_wrap=True)
     return 0
 
@@ -111,4 +119,22 @@ def run_status(settings: Settings, console: Console) -> int:
             )
     for bad in problems:
         console.print(f"[red]unreadable:[/red] {bad.problem}", highlight=False, soft_wrap=True)
+    _print_halts(settings, console)
     return 0
+
+
+def _print_halts(settings: Settings, console: Console) -> None:
+    """Trading halts from the ledger: no new positions on these symbols until resolved."""
+    try:
+        halts = read_halts(settings.ledger_path)
+    except BtkitError as exc:  # the signals above came from the state files: still shown
+        console.print(f"[red]ledger:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return
+    for h in halts:
+        console.print(
+            f"[bold yellow]trading halted:[/bold yellow] {escape(h.strategy)} on "
+            f"{escape(h.exchange)} ({h.mode}) {escape(h.symbol)} since {format_time(h.since)}: "
+            f"{escape(h.reason)}. No new positions open there; open signals are still monitored.",
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -178,6 +178,9 @@ def result_to_dict(result: TickResult) -> dict[str, Any]:
     document = dataclasses.asdict(result)
     if not isinstance(result, IdleResult):
         document["signal"] = signal_to_dict(result.signal)
+    trade = getattr(result, "trade", None)
+    if trade is not None:  # what trading did: the order, its fill, the gap to the model
+        document["trade"]["gap_percent"] = trade.gap_percent
     return document
 
 

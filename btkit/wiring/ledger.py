@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from btkit.adapters.store.ledger import ALL_RUNS, LedgerContents, Query, SqliteLedger
 from btkit.adapters.store.ledger_errors import translated_ledger_errors
+from btkit.adapters.store.order_ledger import TradeRecord, strategy_trades
 from btkit.domain.errors import ConfigError
 from btkit.settings import Settings
 
@@ -56,5 +57,15 @@ def read_events(settings: Settings, query: Query) -> LedgerContents:
     ledger = open_ledger(settings)
     try:
         return ledger.read(query)
+    finally:
+        ledger.close()
+
+
+def read_trade_records(settings: Settings, strategy: str, run_id: str | None) -> list[TradeRecord]:
+    """The strategy's orders and fills (in `run_id`, or every run) for the report."""
+    ledger = open_ledger_for_reading(settings)
+    try:
+        with translated_ledger_errors(ledger.path):
+            return strategy_trades(ledger.connection, strategy, run_id)
     finally:
         ledger.close()

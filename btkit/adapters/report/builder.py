@@ -13,8 +13,10 @@ from typing import Any
 
 from btkit.adapters.report.markdown import BASIS, ReportInput, render, render_forms
 from btkit.adapters.report.picture import draw_equity_curve
+from btkit.adapters.report.trade_section import TradeRow, json_section, markdown_lines, trade_rows
 from btkit.adapters.store.atomic import write_private
 from btkit.adapters.store.ledger import LedgerContents, Query, SqliteLedger
+from btkit.adapters.store.order_ledger import TradeRecord, strategy_trades
 from btkit.domain.model import ClosedResult, OpenSignal, signal_to_dict
 from btkit.domain.timefmt import format_time
 from btkit.engine.statistics import Trade, breakdown, summarize
@@ -51,9 +53,15 @@ def _with_picture(text: str, picture: Path | None) -> str:
     return text.replace("## Summary", f"![Equity curve]({link})\n\n## Summary", 1)
 
 
-def _input(contents: LedgerContents, query: Query) -> ReportInput:
+def _input(contents: LedgerContents, query: Query, fills: Sequence[TradeRow] = ()) -> ReportInput:
     title = f"{query.mode.capitalize()} report: {query.strategy}"
-    return ReportInput(title, contents.trades, contents.still_open, _context(query, contents))
+    context = _context(query, contents)
+    return ReportInput(title, contents.trades, contents.still_open, context, markdown_lines(fills))
+
+
+def fill_rows(contents: LedgerContents, records: Sequence[TradeRecord]) -> list[TradeRow]:
+    """The report's trades that have fills, for its "Trades (fills)" section."""
+    return trade_rows(records, contents.trades, contents.still_open)
 
 
 def markdown_report(contents: LedgerContents, query: Query, *, picture: Path | None = None) -> str:
@@ -65,18 +73,28 @@ def _picture_path(path: Path) -> Path:
 
 
 def write_markdown_report(
-    contents: LedgerContents, query: Query, path: Path, *, draw_picture: bool = True
+    contents: LedgerContents,
+    query: Query,
+    path: Path,
+    *,
+    draw_picture: bool = True,
+    fills: Sequence[TradeRow] = (),
 ) -> Path:
     """Write the Markdown and the equity picture beside it (same name, .png).
 
     Without `draw_picture` the picture already there (if any) is linked as it is.
     """
-    write_report_forms(contents, query, path, draw_picture=draw_picture)
+    write_report_forms(contents, query, path, draw_picture=draw_picture, fills=fills)
     return path
 
 
 def write_report_forms(
-    contents: LedgerContents, query: Query, path: Path, *, draw_picture: bool = True
+    contents: LedgerContents,
+    query: Query,
+    path: Path,
+    *,
+    draw_picture: bool = True,
+    fills: Sequence[TradeRow] = (),
 ) -> str:
     """Write the report and its picture; return the terminal form (summary, last events)."""
     picture: Path | None = _picture_path(path)
@@ -87,7 +105,7 @@ def write_report_forms(
         picture = None
     where = f"{path} (equity picture: {picture})" if picture else str(path)
     full, short = render_forms(
-        _input(contents, query), last_events=TERMINAL_EVENTS, full_report=where
+        _input(contents, query, fills), last_events=TERMINAL_EVENTS, full_report=where
     )
     write_private(path, _with_picture(full, picture).encode())
     return short
@@ -118,7 +136,16 @@ def write_results_report(
     return write_private(path, text.encode())
 
 
-def json_report(contents: LedgerContents, query: Query) -> dict[str, Any]:
+def json_report(
+    contents: LedgerContents, query: Query, fills: Sequence[TradeRow] = ()
+) -> dict[str, Any]:
+    document = _json_report(contents, query)
+    if fills:
+        document["trades"] = json_section(fills)
+    return document
+
+
+def _json_report(contents: LedgerContents, query: Query) -> dict[str, Any]:
     return {
         "strategy": query.strategy,
         "mode": query.mode,
@@ -264,7 +291,16 @@ class LiveReportWriter:
                 log.exception("could not rewrite the live report; trading goes on")
 
     def _rebuild(self, *, draw: bool) -> None:
-        write_markdown_report(self._contents(), self._query, self._path, draw_picture=draw)
+        contents = self._contents()
+        assert self._reader is not None
+        records = strategy_trades(self._reader.connection, self._query.strategy, contents.run_id)
+        write_markdown_report(
+            contents,
+            self._query,
+            self._path,
+            draw_picture=draw,
+            fills=fill_rows(contents, records),
+        )
 
     def _contents(self) -> LedgerContents:
         """The ledger, read on a connection of the report's own (never the writer's)."""

@@ -17,6 +17,8 @@ class ReportInput:
     trades: Sequence[Trade]
     still_open: Sequence[OpenSignal] = ()
     context: dict[str, str] = field(default_factory=dict)
+    trade_lines: Sequence[str] = ()
+    """The "Trades (fills)" section, when the strategy traded (`trade_section`)."""
 
 
 BASIS = (
@@ -177,6 +179,8 @@ def render_forms(
             f"Still open at the end: {len(report.still_open)} signal(s) "
             "(listed as such below, never given an invented close).",
         ]
+    if report.trade_lines:
+        lines += ["", *report.trade_lines]
     lines += ["", "## Events", ""]
     events = _event_lines(report.trades, report.still_open)
     full = "\n".join([*lines, *_EVENT_HEADER, *events, ""])

@@ -28,7 +28,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from itertools import starmap
 from pathlib import Path
@@ -38,6 +38,7 @@ import filelock
 
 from btkit.adapters.store.atomic import ensure_private_dir
 from btkit.adapters.store.lock_holders import write_lock_holders
+from btkit.adapters.store.order_ledger import ORDER_TABLES, SqliteOrderLog
 from btkit.adapters.store.writer_thread import Job, SerialConnection, WriterThread
 from btkit.domain.errors import StorageError
 from btkit.domain.model import (
@@ -47,6 +48,7 @@ from btkit.domain.model import (
     Pnl,
     StreamedResult,
 )
+from btkit.domain.orders import TradeMode
 from btkit.engine.statistics import Trade
 
 P = ParamSpec("P")
@@ -109,6 +111,8 @@ _MIGRATIONS: list[str] = [
     INSERT INTO deliveries SELECT run_id, strategy, exchange, symbol, MAX(seq)
         FROM events WHERE mode = 'live' GROUP BY run_id, strategy, exchange, symbol;
     """,
+    # 3: orders, fills and halts (btkit/adapters/store/order_ledger.py)
+    ORDER_TABLES,
 ]
 
 
@@ -407,6 +411,24 @@ class SqliteLedger:
         if version == 0:
             raise unreadable_ledger(path, "the file is empty or is not a btkit ledger")
         return cls(path)
+
+    def order_log(self, strategy: str, exchange: str, mode: TradeMode) -> SqliteOrderLog:
+        """Orders and fills of one strategy, exchange and trade mode (the `OrderLog` port),
+        on this ledger's connection and writer thread."""
+        return SqliteOrderLog(self, strategy, exchange, mode)
+
+    @property
+    def connection(self) -> SerialConnection:
+        """For the order log's reads (one thread at a time)."""
+        return self._db
+
+    def write_transaction(self) -> AbstractContextManager[SerialConnection]:
+        """For the order log's writes: a savepoint inside the writer's group commit."""
+        return self._transaction()
+
+    async def on_writer(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """For the order log: `fn` on the writer thread, returning once committed."""
+        return await self._off_loop(fn, *args, **kwargs)
 
     def close(self) -> None:
         """Commit every queued write, join the writer thread, close the connection."""
