@@ -42,7 +42,15 @@ def test_an_open_enters_after_the_ledger_and_a_model_close_exits_before_it():
     assert opened.trade.role == "entry"
     assert closed.trade is not None
     assert closed.trade.role == "exit"
-    assert [c[0] for c in trading.calls] == ["restore", "enter", "check", "check", "check", "exit"]
+    assert [c[0] for c in trading.calls] == [
+        "restore",
+        "check",
+        "enter",
+        "check",
+        "check",
+        "check",
+        "exit",
+    ]
 
 
 def test_a_protective_fill_closes_the_signal_with_its_reason_at_the_fill_price():
@@ -68,4 +76,4 @@ def test_a_halted_symbol_opens_nothing_new():
     result = asyncio.run(runner.tick(minute(5)))
     assert isinstance(result, IdleResult)
     assert ("enter", None) not in trading.calls
-    assert len(trading.calls) == 1
+    assert [c[0] for c in trading.calls] == ["restore", "check"]

@@ -187,4 +187,6 @@ def _startup_info(settings: Settings, setup: LiveSetup, options: RunOptions) -> 
         },
         restored=[r.restored_signal for r in setup.session.runners if r.restored_signal],
         replay=replay_text,
+        trade=settings.trade,
+        trade_detail=setup.trade_detail,
     )

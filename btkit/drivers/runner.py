@@ -225,6 +225,8 @@ class SymbolRunner:
         await self._persist()
 
     async def _tick_without_signal(self, when: int) -> TickResult | None:
+        if self.trading is not NO_TRADING:  # reconcile on the timer even without a signal
+            await self.trading.check(None, when)
         stopped = self.stopped or self.trading.halted is not None
         need = step.plan_tick(self.state, when, self.strategy.interval_ms, stopped=stopped)
         if need == "call_strategy":

@@ -643,7 +643,7 @@ class Trader:
         self._positions.discard(self.symbol, signal.id)
         price = order.average if order.average is not None else (order.price or 0.0)
         report = _report(self._broker.mode, order, None)
-        log.warning("%s: %s (%s at %g)", self.symbol, how, order.client_id, price)
+        log.info("%s: %s (%s at %g)", self.symbol, how, order.client_id, price)
         return ExchangeClose(
             reason,  # type: ignore[arg-type]  # a leg's role or a recorded CloseReason
             price,

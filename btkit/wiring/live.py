@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from btkit.adapters.clock import SimulatedClock
+from btkit.adapters.exchanges.ccxt_exchange import CcxtExchange
 from btkit.adapters.exchanges.replay import REPLAY, ReplayExchange
 from btkit.adapters.exchanges.retry import StopAwareSleep
 from btkit.adapters.report.builder import LiveReportWriter
@@ -32,12 +34,15 @@ from btkit.engine.frames import default_start
 from btkit.engine.intervals import floor_to
 from btkit.engine.params import Value
 from btkit.market.service import ExchangeMarket
-from btkit.ports import Clock, Exchange
+from btkit.ports import Broker, Clock, Exchange, MarketData, OrderLog, Trading
 from btkit.settings import Settings
 from btkit.strategies import StrategyDef, resolve_strategy
+from btkit.wiring.brokers import live_broker
 from btkit.wiring.clocks import simulated_clock, wall_clock, wall_time_ms
 from btkit.wiring.exchanges import open_exchange
 from btkit.wiring.ledger import open_ledger
+from btkit.wiring.paper import paper_broker, set_aside_wallet
+from btkit.wiring.trading import build_trading, check_trade_mode
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,8 @@ class LiveSetup:
     exchange_label: str = ""
     already_finished: bool = False
     """A resumed replay whose saved cursor is at the end of its history."""
+    trade_detail: str = ""
+    """What the start-up panel says about trading (stake, wallet or account balances)."""
 
 
 @asynccontextmanager
@@ -87,6 +94,7 @@ async def open_live(
     files and ledger events never mix with the real live run's.
     """
     _check_arguments(symbols, exchange_name, options)
+    check_trade_mode(settings, exchange_name, options.sandbox)  # before anything is touched
     is_replay = exchange_name == REPLAY
     strategy = resolve_strategy(settings.strategies_dir, strategy_name)
     if options.params is not None:
@@ -95,6 +103,7 @@ async def open_live(
         check_writable(folder)  # a read-only or full disk is found before any trading
     ensure_file_descriptors(len(symbols))
     simulated = is_replay or options.start_ms is not None
+    _check_live_clock(settings, simulated)
     clock: Clock = simulated_clock(options.speed) if simulated else wall_clock()
     retry_sleep = StopAwareSleep()
     async with AsyncExitStack() as stack:
@@ -126,6 +135,18 @@ async def open_live(
         reports = LiveReportWriter(ledger, settings.logs_dir, strategy.name, time.monotonic)
         stack.callback(reports.flush)
         market = ExchangeMarket(exchange, report_gaps=not is_replay)
+        trading, trade_detail = await _open_trading(
+            stack,
+            settings,
+            TradingContext(
+                exchange, exchange_name, label, strategy.name, simulated, options.sandbox
+            ),
+            market=market,
+            clock=clock,
+            order_log=lambda: ledger.order_log(strategy.name, label, settings.trade),
+            symbols=resolved,
+            fresh_wallet=options.restart,
+        )
         runners = [
             SymbolRunner(
                 symbol=symbol,
@@ -135,6 +156,7 @@ async def open_live(
                 store=store,
                 costs=settings.costs,
                 ledger=ledger,
+                trading=trading.get(symbol),
                 strategy_timeout=settings.strategy_timeout_seconds,
                 warn_after_failures=settings.strategy_warn_after,
             )
@@ -171,7 +193,80 @@ async def open_live(
         gc.collect()
         gc.freeze()
         stack.callback(gc.unfreeze)
-        yield LiveSetup(session, strategy, resolved, start_ms, label, already_finished)
+        yield LiveSetup(
+            session, strategy, resolved, start_ms, label, already_finished, trade_detail
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TradingContext:
+    exchange: Exchange
+    exchange_name: str
+    label: str
+    strategy: str
+    simulated: bool
+    sandbox: bool
+
+
+async def _open_trading(
+    stack: AsyncExitStack,
+    settings: Settings,
+    where: TradingContext,
+    *,
+    market: MarketData,
+    clock: Clock,
+    order_log: Callable[[], OrderLog],
+    symbols: Sequence[str],
+    fresh_wallet: bool,
+) -> tuple[dict[str, Trading], str]:
+    """The broker of `--trade paper|live` and one Trader per symbol ({} when off)."""
+    if settings.trade == "off":
+        return {}, ""
+    exchange = where.exchange
+    broker: Broker
+    if settings.trade == "live":
+        broker = live_broker(settings, where.exchange_name, sandbox=where.sandbox)
+    else:
+        real = exchange if isinstance(exchange, CcxtExchange) else None
+        if fresh_wallet:
+            set_aside_wallet(settings, label=where.label, strategy=where.strategy)
+        broker = paper_broker(
+            settings,
+            exchange_name=where.exchange_name,
+            label=where.label,
+            strategy=where.strategy,
+            market=market,
+            clock=clock,
+            books=None if where.simulated else real,  # history has no order book
+            rules=real,
+        )
+    stack.push_async_callback(broker.close)
+    balances = await broker.balances()
+    held = [f"{b.total:g} {code}" for code, b in sorted(balances.items()) if b.total > 0]
+    stake = (
+        f"{settings.stake:g} quote per signal"
+        if settings.stake is not None
+        else "10 % of the free quote balance per signal"
+    )
+    wallet = "paper wallet" if settings.trade == "paper" else f"{where.exchange_name} account"
+    detail = f"stake {stake}; {wallet}: {', '.join(held[:6]) or 'empty'}"
+    trading = build_trading(
+        settings, broker=broker, order_log=order_log(), symbols=symbols, clock=clock
+    )
+    return trading, detail
+
+
+def _check_live_clock(settings: Settings, simulated: bool) -> None:
+    """Real orders are placed now: a replay of history may only trade a local stand-in."""
+    if settings.trade != "live" or not simulated:
+        return
+    host = urlparse(settings.exchange_url or "").hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            "--trade live places real orders now, on the wall clock; --start/--end replay "
+            "history. Drop --start/--end to trade live, or use --trade paper to trade the "
+            "replay on a simulated wallet."
+        )
 
 
 def ensure_file_descriptors(symbols: int) -> None:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 from btkit.adapters.brokers.paper_broker import PaperBroker, PaperCosts, RulesSource
 from btkit.adapters.brokers.paper_wallet import WalletFile
+from btkit.domain.errors import StorageError
+from btkit.domain.timefmt import file_stamp
 from btkit.ports import Broker, Clock, MarketData, OrderBookSource
 from btkit.settings import Settings
+from btkit.wiring.clocks import wall_time_ms
+
+log = logging.getLogger(__name__)
 
 
 def paper_broker(
@@ -50,3 +58,17 @@ def paper_broker(
         books=books,
         rules_source=rules,
     )
+
+
+def set_aside_wallet(settings: Settings, *, label: str, strategy: str) -> None:
+    """`--restart`: the replay starts over with a new wallet; the old one is kept aside."""
+    wallet = WalletFile(settings.paper_dir, exchange=label, strategy=strategy)
+    stamp = file_stamp(wall_time_ms())
+    for path in (wallet.path, wallet.journal):
+        if path.exists():
+            aside = path.with_name(f"{path.name}.restart-{stamp}")
+            try:
+                os.replace(path, aside)
+            except OSError as exc:
+                raise StorageError(f"Cannot move {path} aside: {exc.strerror}.") from exc
+            log.info("--restart: previous paper wallet kept as %s", aside)

@@ -32,6 +32,7 @@ from btkit.adapters.exchanges.ccxt_exchange import (
     transient_generic,
     translated_errors,
 )
+from btkit.adapters.exchanges.market_rules import market_rules
 from btkit.adapters.exchanges.markets import MarketIndex
 from btkit.adapters.exchanges.retry import with_retries
 from btkit.domain.errors import (
@@ -101,17 +102,6 @@ def leg_client_id(list_client_id: str, role: OrderRole) -> str:
     prefix, _, digest = list_client_id.split("-", 2)
     code = next(c for c, r in _ROLE_OF_CODE.items() if r == role)
     return f"{prefix}-{code}-{digest}"
-
-
-def step_of(precision: float | None, mode: int) -> float | None:
-    """ccxt's precision as an increment, whichever way the exchange counts it."""
-    import ccxt
-
-    if precision is None:
-        return None
-    if mode == ccxt.DECIMAL_PLACES:
-        return float(10.0 ** -int(precision))
-    return float(precision)
 
 
 class CcxtBroker:
@@ -326,20 +316,7 @@ class CcxtBroker:
 
     async def rules(self, symbol: str) -> MarketRules:
         market = await self._market(symbol)
-        mode = int(self._client.precisionMode)
-        limits = market.get("limits") or {}
-        info = market.get("info") or {}
-        return MarketRules(
-            symbol=str(market["id"]),
-            base=str(market["base"]),
-            quote=str(market["quote"]),
-            amount_step=step_of(market["precision"].get("amount"), mode),
-            price_step=step_of(market["precision"].get("price"), mode),
-            min_amount=(limits.get("amount") or {}).get("min"),
-            min_notional=(limits.get("cost") or {}).get("min"),
-            taker_fee=float(market.get("taker") or 0.0),
-            has_oco=self._oco_api and bool(info.get("ocoAllowed")),
-        )
+        return market_rules(market, int(self._client.precisionMode), oco_api=self._oco_api)
 
     @property
     def _oco_api(self) -> bool:

@@ -27,11 +27,12 @@ from urllib.parse import urlparse
 
 from btkit.adapters.exchanges.candle_rows import checked_candles
 from btkit.adapters.exchanges.classify import is_transient
+from btkit.adapters.exchanges.market_rules import market_rules
 from btkit.adapters.exchanges.markets import MarketIndex
 from btkit.adapters.exchanges.retry import RetryPolicy, with_retries
 from btkit.domain.errors import ConfigError, PermanentExchangeError, TransientExchangeError
 from btkit.domain.model import Candle
-from btkit.domain.orders import OrderBook
+from btkit.domain.orders import MarketRules, OrderBook
 from btkit.engine.intervals import interval_ms
 from btkit.ports import Clock
 
@@ -243,11 +244,21 @@ class CcxtExchange:
             attempt, policy=self._options.retry, sleep=self._sleep, what=f"{self.name} {what}"
         )
 
-    async def order_book(self, symbol: str, limit: int) -> OrderBook:
-        """The market's current book, best first (paper fills walk it)."""
+    async def _loaded(self) -> None:
         if not self._markets.known:
             markets = await self._call("load_markets", self._client.load_markets)
             self._markets = MarketIndex(self.name, markets)
+
+    async def rules(self, symbol: str) -> MarketRules:
+        """The market's steps, minimums and taker fee (paper orders obey them too)."""
+        await self._loaded()
+        return market_rules(
+            self._markets.market(symbol), int(self._client.precisionMode), oco_api=False
+        )
+
+    async def order_book(self, symbol: str, limit: int) -> OrderBook:
+        """The market's current book, best first (paper fills walk it)."""
+        await self._loaded()
         unified = self._markets.unified(symbol)
         raw = await self._call(
             f"fetch_order_book {symbol}",
