@@ -353,6 +353,7 @@ class SqliteLedger:
         self.run_id = run_id
         self.mode: Mode = mode
         self._busy_timeout = busy_timeout
+        self._reader: SerialConnection | None = None
         self._batch_open = False
         """The writer thread holds a group-commit transaction: writes use savepoints."""
         self._batch_lost = False
@@ -419,8 +420,24 @@ class SqliteLedger:
 
     @property
     def connection(self) -> SerialConnection:
-        """For the order log's reads (one thread at a time)."""
+        """The writer's connection (its statements wait for a group commit in progress)."""
         return self._db
+
+    @property
+    def reader(self) -> SerialConnection:
+        """For the order log's reads on the event loop: a connection of its own, so a read
+        never waits for the writer thread's commit and fsync (WAL readers see the last
+        commit; every order-log write is awaited until committed before it is read)."""
+        if self._reader is None:
+            db = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            db.execute(f"PRAGMA busy_timeout={round(self._busy_timeout * 1000)}")
+            self._reader = SerialConnection(db)
+        return self._reader
 
     def write_transaction(self) -> AbstractContextManager[SerialConnection]:
         """For the order log's writes: a savepoint inside the writer's group commit."""
@@ -434,6 +451,8 @@ class SqliteLedger:
         """Commit every queued write, join the writer thread, close the connection."""
         self._writer.close()
         self._db.close()
+        if self._reader is not None:
+            self._reader.close()
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

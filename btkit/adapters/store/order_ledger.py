@@ -145,6 +145,9 @@ class LedgerAccess(Protocol):
     @property
     def connection(self) -> SerialConnection: ...
 
+    @property
+    def reader(self) -> SerialConnection: ...
+
     def write_transaction(self) -> AbstractContextManager[SerialConnection]: ...
 
     async def on_writer(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T: ...
@@ -282,10 +285,10 @@ class SqliteOrderLog:
                 (binding[3], *binding[:3], symbol, reason, when, self._now_ms()),
             )
 
-    # --- reads: on the loop, through the shared connection ------------------------------
+    # --- reads: on the loop, on the ledger's reader connection (never behind a commit) ---
 
     def orders(self, signal_id: str) -> list[OrderState]:
-        rows = self._ledger.connection.execute(
+        rows = self._ledger.reader.execute(
             f"SELECT {', '.join('o.' + c for c in _ORDER_COLUMNS)} FROM orders AS o JOIN ("
             f"SELECT MIN(id) AS first, MAX(id) AS last FROM orders WHERE {_BINDING} "
             "AND signal_id = ? GROUP BY client_id) AS g ON o.id = g.last ORDER BY g.first",
@@ -294,7 +297,7 @@ class SqliteOrderLog:
         return [OrderState(*row) for row in rows]
 
     def fills(self, signal_id: str) -> list[Fill]:
-        rows = self._ledger.connection.execute(
+        rows = self._ledger.reader.execute(
             f"SELECT {', '.join(_FILL_COLUMNS)} FROM fills WHERE {_BINDING} AND signal_id = ? "
             "ORDER BY timestamp, id",
             (*self._binding(), signal_id),
@@ -303,7 +306,7 @@ class SqliteOrderLog:
 
     def open_trades(self, symbol: str) -> list[str]:
         """Signals holding a position (by their fills), then those with an order not final."""
-        db = self._ledger.connection
+        db = self._ledger.reader
         binding = self._binding()
         by_signal: dict[str, list[Fill]] = {}
         for signal_id, *row in db.execute(
@@ -325,7 +328,7 @@ class SqliteOrderLog:
         """Trades closed (bought, then all sold) by a fill at or after `since_ms`."""
         binding = self._binding()
         by_signal: dict[str, list[Fill]] = {}
-        for signal_id, *row in self._ledger.connection.execute(
+        for signal_id, *row in self._ledger.reader.execute(
             f"SELECT signal_id, {', '.join(_FILL_COLUMNS)} FROM fills WHERE {_BINDING} "
             f"AND signal_id IN (SELECT signal_id FROM fills WHERE {_BINDING} "
             "AND timestamp >= ?) ORDER BY id",
