@@ -250,12 +250,16 @@ class FakeOrderLog:
         return held
 
     def realised_since(self, since_ms: int) -> float:
+        """As the port says: trades closed (bought, then all sold) at or after `since_ms`."""
         total = 0.0
         for fills in self._fills.values():
-            if all(f.timestamp >= since_ms for f in fills.values()):
-                for f in fills.values():
-                    total += f.amount * f.price if f.side == "sell" else -f.amount * f.price
-                    total -= f.fee
+            trade = list(fills.values())
+            net = sum(f.amount if f.side == "buy" else -f.amount for f in trade)
+            if not trade or net > 1e-9 or max(f.timestamp for f in trade) < since_ms:
+                continue
+            for f in trade:
+                total += f.amount * f.price if f.side == "sell" else -f.amount * f.price
+                total -= f.fee
         return total
 
     async def record_halt(self, symbol: str, reason: str | None, when: int) -> None:
