@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backtest_speed import ALWAYS_LONG, REPO, SYMBOL, make_candles  # noqa: E402
+from backtest_speed import ALWAYS_LONG, REPO, SYMBOL, make_candles
 
 
 def folder_bytes(folder: Path) -> int:
