@@ -21,7 +21,8 @@ import json
 import os
 import time
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from btkit.domain.model import (
     lifetime_to_json,
 )
 from btkit.engine.step import signal_id
+from btkit.faults import crash_point
 
 FORMAT = 1
 SUFFIX = ".npz"
@@ -231,7 +233,7 @@ class RunStore:
         )
         path = self.path_of(run_id)
         ensure_private_dir(self.folder)
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, before_rename=lambda: crash_point("run:temp-written"))
         return self.info(run_id)
 
     def run_ids(self) -> list[str]:
@@ -342,16 +344,24 @@ class RunStore:
                 continue
         return sorted(stale)
 
-    def _open(self, path: Path) -> Any:
+    @contextmanager
+    def _open(self, path: Path) -> Iterator[Any]:
         try:
-            return np.load(path, allow_pickle=False)
+            handle = path.open("rb")
         except FileNotFoundError:
             raise ConfigError(
                 f"No backtest run {path.name.removesuffix(SUFFIX)!r} in {self.folder}; "
                 "`btkit runs` lists the stored runs."
             ) from None
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        except OSError as exc:
             raise _unreadable(path, exc) from exc
+        with handle:
+            try:
+                archive = np.load(handle, allow_pickle=False)
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise _unreadable(path, exc) from exc
+            with archive:
+                yield archive
 
     @staticmethod
     def _header(archive: Any, path: Path) -> dict[str, Any]:
