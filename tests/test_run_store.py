@@ -13,14 +13,21 @@ import pytest
 
 from btkit.adapters.store.ledger import ALL_RUNS, Query, SqliteLedger
 from btkit.adapters.store.run_store import RunStore, encode_run
+from btkit.adapters.store.sweep_store import JobRecord, SweepStore, pack_trades
 from btkit.app.backtest_jobs import plan, run_all
 from btkit.app.runs import list_runs, prune_runs
 from btkit.domain.errors import ConfigError, StorageError
 from btkit.domain.model import ClosedResult, OpenSignal, Pnl
 from btkit.engine.retention import DAY_MS, Retention, RunStamp, runs_to_prune
+from btkit.engine.statistics import Trade
 from btkit.engine.step import signal_id
 from btkit.settings import Settings
-from btkit.wiring.runs import open_run_store, read_backtest_events, record_backtest_run
+from btkit.wiring.runs import (
+    open_run_store,
+    read_backtest_events,
+    record_backtest_run,
+    sweep_store_path,
+)
 from tests.fakes import minute
 
 
@@ -299,3 +306,53 @@ def test_the_store_holds_columns_not_pickles(tmp_path):
     with np.load(info.path, allow_pickle=False) as archive:
         assert set(archive.files) == {"header", "prices", "times", "codes", "ids", "notes"}
         assert archive["prices"].dtype == np.dtype("<f8")
+
+
+def _job(key: str, strategy: str, symbol: str = "ETHBTC") -> JobRecord:
+    trade = Trade.from_closed(_closed(_signal(0, symbol)))
+    return JobRecord(key, strategy, "{}", symbol, minute(0), minute(100), 3, 0, "", (trade,))
+
+
+def test_sweeps_are_listed_per_strategy_and_pruned_apart_from_backtests(project):
+    settings = _settings(project.root)
+    path = sweep_store_path(settings)
+    path.parent.mkdir(parents=True)
+    old = sqlite3.connect(path)  # a store from before jobs were timed
+    old.execute(
+        "CREATE TABLE jobs (key TEXT PRIMARY KEY, strategy TEXT NOT NULL, params TEXT NOT NULL, "
+        "symbol TEXT NOT NULL, start INTEGER NOT NULL, end INTEGER NOT NULL, calls INTEGER NOT "
+        "NULL, failed INTEGER NOT NULL, last_error TEXT NOT NULL, trades BLOB NOT NULL)"
+    )
+    old.execute(
+        "INSERT INTO jobs VALUES ('k0', 'other', '{}', 'LTCBTC', 0, 1, 1, 0, '', ?)",
+        (pack_trades([_job("x", "other").trades[0]]),),
+    )
+    old.commit()
+    old.close()
+    store = SweepStore(path)
+    for key, name, symbol in (("k1", "strat+fast:1", "ETHBTC"), ("k2", "strat+fast:2", "LTCBTC")):
+        store.add(_job(key, name, symbol))
+    store.close()
+    backtest = record_backtest_run(
+        settings, strategy="strat", exchange="replay", frames=[("ETHBTC", 0, 1)], closed=[],
+        still_open=[],
+    )  # fmt: skip
+    rows = {r.run_id: r for r in list_runs(settings).rows}
+    assert set(rows) == {backtest.run_id, "sweep-strat", "sweep-other"}
+    strat = rows["sweep-strat"]
+    assert (strat.store, strat.jobs, strat.trades, strat.symbols) == (
+        "sweeps",
+        2,
+        2,
+        ("ETHBTC", "LTCBTC"),
+    )
+    assert rows["sweep-other"].created_at == 0  # unknown: shown as such, oldest for --older-than
+    assert prune_runs(settings, Retention(keep=1), now=10**13).removed == []  # each its own group
+    pruned = prune_runs(settings, ["sweep-strat"], now=0)
+    assert [r.run_id for r in pruned.removed] == ["sweep-strat"]
+    store = SweepStore(path)
+    try:
+        assert set(store.finished(["k0", "k1", "k2"])) == {"k0"}  # other's job still resumes
+    finally:
+        store.close()
+    assert backtest.path.exists()

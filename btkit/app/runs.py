@@ -2,7 +2,9 @@
 
 Runs live in the run store (`<data>/runs/`, one file each). Backtest runs that an
 older btkit recorded in the ledger are listed beside them (store `ledger`) and can
-be pruned too: only their rows go, never a live event.
+be pruned too: only their rows go, never a live event. Each strategy's finished
+sweep jobs (`<data>/sweeps/jobs.sqlite`, kept so a sweep resumes) are one more row,
+`sweep-<strategy>` (store `sweeps`), kept or pruned apart from its backtests.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from typing import Any, Literal
 from btkit.domain.errors import ConfigError, StorageError
 from btkit.engine.retention import Retention, RunStamp, runs_to_prune
 from btkit.settings import Settings
-from btkit.wiring.runs import legacy_ledger, open_run_store
+from btkit.wiring.runs import existing_sweep_store, legacy_ledger, open_run_store
+
+SWEEP_PREFIX = "sweep-"
 
 
 @dataclass(frozen=True, slots=True)
 class RunRow:
     run_id: str
-    store: Literal["runs", "ledger"]
+    store: Literal["runs", "ledger", "sweeps"]
     strategy: str
     exchange: str
     frames: tuple[tuple[str, int, int], ...]
@@ -30,6 +34,13 @@ class RunRow:
     trades: int
     size: int | None
     """Bytes of the run's file; None for rows inside the ledger (they share its file)."""
+    jobs: int | None = None
+    """Sweeps: the finished jobs kept for resuming, every parameter set of the strategy."""
+
+    @property
+    def retention_group(self) -> str:
+        """Sweeps are kept or pruned apart from the strategy's backtest runs."""
+        return f"sweep:{self.strategy}" if self.store == "sweeps" else self.strategy
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -52,9 +63,10 @@ class RunRow:
             "symbols": list(self.symbols),
             "start": self.start,
             "end": self.end,
-            "created": self.created_at,
+            "created": self.created_at or None,
             "trades": self.trades,
             "size": self.size,
+            "jobs": self.jobs,
         }
 
 
@@ -106,6 +118,27 @@ def list_runs(settings: Settings, strategy: str | None = None) -> Listing:
         for run_id, name, exchange, created, details, trades in old
         if strategy is None or name == strategy
     ]
+    try:
+        with existing_sweep_store(settings) as sweeps:
+            groups = sweeps.groups() if sweeps is not None else []
+    except StorageError as exc:
+        listing.problems.append(f"{exc} (its sweeps are not listed)")
+        groups = []
+    listing.rows += [
+        RunRow(
+            f"{SWEEP_PREFIX}{g.strategy}",
+            "sweeps",
+            g.strategy,
+            "replay",
+            tuple((symbol, g.start, g.end) for symbol in g.symbols),
+            g.created_at,
+            g.trades,
+            g.size,
+            g.jobs,
+        )
+        for g in groups
+        if strategy is None or g.strategy == strategy
+    ]
     listing.rows.sort(key=lambda r: (r.created_at, r.run_id))
     return listing
 
@@ -124,7 +157,7 @@ def prune_runs(
     """
     listing = list_runs(settings, strategy)
     if isinstance(rule, Retention):
-        stamps = [RunStamp(r.run_id, r.strategy, r.created_at) for r in listing.rows]
+        stamps = [RunStamp(r.run_id, r.retention_group, r.created_at) for r in listing.rows]
         chosen = set(runs_to_prune(stamps, rule, now))
     else:
         chosen = set(rule)
@@ -142,9 +175,15 @@ def prune_runs(
     outcome.leftovers = store.stale_temp_files(now / 1000)
     files = [r for r in outcome.removed if r.store == "runs"]
     old = [r.run_id for r in outcome.removed if r.store == "ledger"]
+    sweeps = [r.strategy for r in outcome.removed if r.store == "sweeps"]
     outcome.freed_bytes = sum(r.size or 0 for r in files) + _sizes(outcome.leftovers)
     if dry_run:
+        outcome.freed_bytes += sum(r.size or 0 for r in outcome.removed if r.store == "sweeps")
         return outcome
+    if sweeps:
+        with existing_sweep_store(settings) as sweep_store:
+            if sweep_store is not None:
+                outcome.freed_bytes += sweep_store.delete_groups(sweeps)
     store.delete(r.run_id for r in files)
     for leftover in outcome.leftovers:
         leftover.unlink(missing_ok=True)

@@ -31,6 +31,12 @@ def _period(row: RunRow) -> str:
     return f"{format_time(row.start)} to {format_time(row.end)}"
 
 
+def _kind(row: RunRow) -> str:
+    if row.store == "sweeps":
+        return f"sweep, {row.jobs or 0:,} jobs"
+    return "backtest (ledger)" if row.store == "ledger" else "backtest"
+
+
 def _warn(listing: Listing, console: Console) -> None:
     for problem in listing.problems:
         console.print(f"warning: {problem}", markup=False, highlight=False, soft_wrap=True)
@@ -54,23 +60,24 @@ def run_list_runs(
             soft_wrap=True,
         )
         return 0
-    table = Table(title=f"Backtest runs ({open_run_store(settings).folder})")
-    for name in ("Run", "Strategy", "Symbols", "Period", "Created", "Trades", "Size"):
+    table = Table(title=f"Stored runs ({open_run_store(settings).folder}, sweeps too)")
+    for name in ("Run", "Kind", "Strategy", "Symbols", "Period", "Created", "Trades", "Size"):
         table.add_column(name, justify="right" if name in ("Trades", "Size") else "left")
     for row in listing.rows:
         table.add_row(
             row.run_id,
+            _kind(row),
             row.strategy,
             " ".join(row.symbols),
             _period(row),
-            format_time(row.created_at),
+            format_time(row.created_at) if row.created_at else "unknown",
             f"{row.trades:,}",
             size_text(row.size),
         )
     stdout.print(table)
     total = sum(r.size or 0 for r in listing.rows)
     stdout.print(
-        f"{len(listing.rows)} run(s), {size_text(total)} in run files. "
+        f"{len(listing.rows)} run(s), {size_text(total)}. "
         "`btkit report STRATEGY --mode backtest --run ID` reports one; "
         "`btkit runs prune --keep N` removes old ones.",
         highlight=False,
@@ -122,15 +129,14 @@ def _report(pruned: Pruned, rule: Retention | None, strategy: str | None, consol
         say(f"nothing to prune: no backtest run{which} matches {' '.join(rules)}.")
         return
     for row in pruned.removed:
+        created = format_time(row.created_at) if row.created_at else "unknown"
         say(
-            f"{verb} {row.run_id} ({row.strategy}, {' '.join(row.symbols) or '?'}, "
-            f"{_period(row)}, created {format_time(row.created_at)}, {row.trades:,} trades, "
-            f"{size_text(row.size)})"
+            f"{verb} {row.run_id} ({_kind(row)}, {row.strategy}, {' '.join(row.symbols) or '?'}, "
+            f"{_period(row)}, created {created}, {row.trades:,} trades, {size_text(row.size)})"
         )
     for leftover in pruned.leftovers:
         say(f"{verb} {leftover} (left by a backtest killed while storing its run)")
-    files = sum(1 for r in pruned.removed if r.store == "runs")
-    old = len(pruned.removed) - files
+    old = sum(1 for r in pruned.removed if r.store == "ledger")
     summary = f"{verb} {len(pruned.removed)} run(s), freeing {size_text(pruned.freed_bytes)}"
     if old:
         if pruned.dry_run:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 from btkit.adapters.store.ledger import ALL_RUNS, LedgerContents, Query, SqliteLedger
 from btkit.adapters.store.ledger_errors import translated_ledger_errors
 from btkit.adapters.store.run_store import RunInfo, RunStore, StoredRun, new_run_id
+from btkit.adapters.store.sweep_store import SweepStore
 from btkit.domain.errors import ConfigError
 from btkit.domain.model import ClosedResult, OpenSignal
 from btkit.engine.statistics import Trade
@@ -27,6 +29,24 @@ RUNS_FOLDER = "runs"
 
 def open_run_store(settings: Settings) -> RunStore:
     return RunStore(settings.data_dir / RUNS_FOLDER)
+
+
+def sweep_store_path(settings: Settings) -> Path:
+    return settings.data_dir / "sweeps" / "jobs.sqlite"
+
+
+@contextmanager
+def existing_sweep_store(settings: Settings) -> Iterator[SweepStore | None]:
+    """The sweep store for `btkit runs`, None when no sweep ever ran (never created here)."""
+    path = sweep_store_path(settings)
+    if not path.exists():
+        yield None
+        return
+    store = SweepStore(path)
+    try:
+        yield store
+    finally:
+        store.close()
 
 
 def record_backtest_run(
