@@ -135,7 +135,6 @@ def read_backtest_events(settings: Settings, query: Query) -> LedgerContents:
     if query.run_id in stored_ids:
         return _contents([store.read(str(query.run_id))], query, query.run_id)
     with legacy_ledger(settings) as ledger:
-        known = ledger.strategies() if ledger is not None else []
         old_runs = ledger.runs(query.strategy, "backtest") if ledger is not None else []
         if query.run_id == ALL_RUNS:
             fresh = _contents([store.read(i) for i in stored_ids], query, ALL_RUNS)
@@ -143,7 +142,7 @@ def read_backtest_events(settings: Settings, query: Query) -> LedgerContents:
                 return fresh
             return _merged(fresh, ledger.read(query), ALL_RUNS)
         if query.run_id is None:  # nothing stored: the latest run an older btkit recorded
-            if ledger is None or query.strategy not in known:
+            if ledger is None or not old_runs:
                 with_runs = sorted({info.strategy for info in store.runs()[0]})
                 raise ConfigError(
                     f"No backtest runs of strategy {query.strategy!r} in {store.folder}. "
