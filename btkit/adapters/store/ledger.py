@@ -818,10 +818,13 @@ class SqliteLedger:
         return [(str(a), str(b), str(c), int(d), str(e), int(f)) for a, b, c, d, e, f in rows]
 
     def delete_backtest_runs(self, run_ids: Sequence[str]) -> int:
-        """Remove these backtest runs and their events; the number of events removed."""
+        """Remove these backtest runs and their events; the number of events removed.
+
+        One transaction per run, so live daemons sharing the ledger wait milliseconds.
+        """
         removed = 0
-        with self._transaction() as db:
-            for run_id in run_ids:
+        for run_id in run_ids:
+            with self._transaction() as db:
                 removed += db.execute(
                     "DELETE FROM events WHERE run_id = ? AND mode = 'backtest'", (run_id,)
                 ).rowcount
