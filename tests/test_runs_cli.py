@@ -77,7 +77,7 @@ def test_runs_lists_and_prunes_and_never_touches_live_history(replayed):
     for run in listed:
         assert set(run) == {
             "id", "store", "strategy", "exchange", "symbols", "start", "end", "created",
-            "trades", "size",
+            "trades", "size", "jobs",
         }  # fmt: skip
         assert run["store"] == "runs"
         assert run["strategy"] == "my-strategy"
