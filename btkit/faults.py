@@ -4,10 +4,12 @@
 time (default 1st) it passes `<point>`, so tests can prove that a crash between
 any two steps of an open or a close loses and duplicates nothing. Points:
 `open:state-written`, `open:ledger-written`, `close:ledger-written`,
-`close:state-written`, and `event:printed` (an event written to stdout, not yet
-marked delivered in the ledger). The order flow (btkit.drivers.trader):
-`order:entry-intent`, `order:entry-sent`, `order:protect-intent`, `order:protected`,
-`order:protect-cancelled`, `order:exit-sent`.
+`close:state-written`, `event:printed` (an event written to stdout, not yet
+marked delivered in the ledger), and `run:temp-written` (a backtest run's file
+written and fsynced under its temp name, not yet renamed into place). The order
+flow (btkit.drivers.trader): `order:entry-intent`, `order:entry-sent`,
+`order:protect-intent`, `order:protected`, `order:protect-cancelled`,
+`order:exit-sent`.
 """
 
 from __future__ import annotations

@@ -80,11 +80,14 @@ def test_live_replay_and_backtest_keep_a_signal_until_tp_or_sl(project):
     assert markdown.returncode == 0, markdown.stderr
     ledger = SqliteLedger(project.root / "data" / "btkit.sqlite")
     try:
-        for mode in ("live", "backtest"):
-            still_open = ledger.read(Query("forever", mode=mode)).still_open
-            assert [s.minute_estimated_time for s in still_open] == [math.inf]
+        still_open = ledger.read(Query("forever")).still_open
+        assert [s.minute_estimated_time for s in still_open] == [math.inf]
     finally:
         ledger.close()
+    backtest_report = project.run("report", "forever", "--mode", "backtest", "--format", "json")
+    assert backtest_report.returncode == 0, backtest_report.stderr  # from the run store
+    still = strict_json(backtest_report.stdout)["still_open"]
+    assert [s["minute_estimated_time"] for s in still] == [None]
 
 
 FOREVER = OpenSignal("s", "long", 100.0, 110.0, 90.0, math.inf, "S", "t", "fake", minute(5))

@@ -148,17 +148,17 @@ def _damage(whole: bytes, kind: str) -> bytes:
     return bytes(middle)
 
 
-def test_report_on_a_damaged_ledger_is_a_clear_error_and_touches_nothing(project):
-    assert project.run("backtest", "ETHBTC", "-s", "my-strategy").returncode == 0
+def test_report_on_a_damaged_ledger_is_a_clear_error_and_touches_nothing(replayed):
+    project = replayed  # live history: backtests are kept apart, in data/runs/
     ledger = project.root / "data" / "btkit.sqlite"
     whole = ledger.read_bytes()
-    report = project.root / "logs" / "backtest" / "my-strategy.md"
+    report = project.root / "logs" / "live" / "my-strategy.md"
     kept_report = report.read_bytes()
     for kind in ("empty", "garbage", "truncated", "overwritten"):
         ledger.write_bytes(_damage(whole, kind))
         before = _listing(ledger.parent)
         for form in ("md", "json"):
-            done = project.run("report", "my-strategy", "--mode", "backtest", "--format", form)
+            done = project.run("report", "my-strategy", "--format", form)
             assert done.returncode == 1, (kind, done.stdout, done.stderr)
             assert "Traceback" not in done.stderr, kind
             assert f"the ledger {ledger.relative_to(project.root)}: " in done.stderr
@@ -220,9 +220,9 @@ def test_backtest_shows_the_last_signals_and_its_report_has_the_picture(project)
     assert "my-strategy.md" in printed.stdout
 
 
-def test_a_close_without_a_valid_pnl_is_left_out_and_named(project):
-    assert project.run("backtest", "ETHBTC", "-s", "my-strategy").returncode == 0
-    args = ("report", "my-strategy", "--mode", "backtest", "--format", "json")
+def test_a_close_without_a_valid_pnl_is_left_out_and_named(replayed):
+    project = replayed
+    args = ("report", "my-strategy", "--format", "json")
     before = json.loads(project.run(*args).stdout)["summary"]["trades"]
     db = sqlite3.connect(project.root / "data" / "btkit.sqlite")
     with db:  # what an older btkit stored for a close at a NaN price
@@ -235,4 +235,4 @@ def test_a_close_without_a_valid_pnl_is_left_out_and_named(project):
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["summary"]["trades"] == before - 1
     assert "1 closed signal(s) in the ledger have no valid PnL" in done.stderr
-    assert project.run("report", "my-strategy", "--mode", "backtest").returncode == 0
+    assert project.run("report", "my-strategy").returncode == 0

@@ -95,10 +95,10 @@ def test_sweep_ranks_saves_the_best_and_backtest_params_runs_exactly_it(swept: P
     )
     tp = board[0]["params"]["tp"]
     assert f"swept+side:{board[0]['params']['side']}+tp:{tp}.md" in backtest.stderr
-    # Nothing of a sweep goes into the ledger: only the one backtest run is there.
-    with sqlite3.connect(swept.root / "data" / "btkit.sqlite") as db:
-        runs = db.execute("SELECT DISTINCT run_id FROM events").fetchall()
-    assert len(runs) == 1
+    # Nothing of a sweep or a backtest goes into the ledger: the one backtest run is stored
+    # in data/runs/.
+    assert not (swept.root / "data" / "btkit.sqlite").exists()
+    assert len(list((swept.root / "data" / "runs").glob("backtest-*.npz"))) == 1
 
     # live --params: its own state file, apart from a run at the defaults.
     live = swept.run(

@@ -15,9 +15,11 @@ from typing import IO
 
 from btkit.adapters.store.ledger import Mode, SqliteLedger
 from btkit.adapters.store.ledger_errors import translated_ledger_errors
-from btkit.domain.model import StreamedResult, result_to_dict
+from btkit.domain.errors import ConfigError
+from btkit.domain.model import OpenedResult, OpenSignal, StreamedResult, result_to_dict
 from btkit.settings import Settings
 from btkit.wiring.ledger import open_ledger_for_reading
+from btkit.wiring.runs import legacy_ledger, open_run_store
 
 BATCH = 1000
 """Events read per query: a long backlog streams out without being held in memory."""
@@ -50,19 +52,81 @@ def run_events(
     """
     out = out or sys.stdout
     stop = stop or threading.Event()
-    ledger = open_ledger_for_reading(settings)
+    if mode == "backtest" and follow:
+        raise ConfigError(
+            "--follow reads live events as daemons record them; a backtest run is stored "
+            "whole when it ends. Drop --follow (or see `btkit runs`)."
+        )
     try:
-        with translated_ledger_errors(ledger.path):
-            _print_events(ledger, out, stop, since, strategy, symbol, mode, follow, poll_seconds)
+        if mode == "backtest":
+            _print_backtest_events(settings, out, since, strategy, symbol)
+            return 0
+        ledger = open_ledger_for_reading(settings)
+        try:
+            with translated_ledger_errors(ledger.path):
+                _print_events(
+                    ledger, out, stop, since, strategy, symbol, mode, follow, poll_seconds
+                )
+        finally:
+            ledger.close()
     except BrokenPipeError:
         # The reader went away (`| head -1`): nothing left to do, and nothing to say.
         if out is sys.stdout:  # so the flush at exit does not fail again
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
-    finally:
-        ledger.close()
     return 0
+
+
+def _print_backtest_events(
+    settings: Settings, out: IO[str], since: int, strategy: str | None, symbol: str | None
+) -> None:
+    """Old backtest rows of the ledger by seq (> `since`), then every stored run's events.
+
+    Stored runs have no seq (null): they are printed whole, oldest run first, each
+    run's events in time order.
+    """
+    with legacy_ledger(settings) as ledger:
+        last = since
+        while ledger is not None:
+            batch = ledger.events_after(
+                last, strategy=strategy, symbol=symbol, mode="backtest", limit=BATCH
+            )
+            out.write("".join(event_line(run, "backtest", e) + "\n" for run, e in batch))
+            if len(batch) < BATCH:
+                break
+            last = batch[-1][1].seq or last
+    store = open_run_store(settings)
+    infos, _ = store.runs(strategy)
+    for info in infos:
+        if symbol is not None and symbol not in info.symbols:
+            continue
+        run = store.read(info.run_id)
+        events: list[tuple[int, str, int, StreamedResult]] = []
+        for closed in run.closed:
+            events.append((closed.signal.timestamp, closed.symbol, 0, opened_event(closed.signal)))
+            events.append((closed.close_timestamp, closed.symbol, 1, closed))
+        events += [(s.timestamp, s.symbol, 0, opened_event(s)) for s in run.still_open]
+        events.sort(key=lambda item: item[:3])
+        out.write(
+            "".join(
+                event_line(info.run_id, "backtest", event) + "\n"
+                for _, name, _, event in events
+                if symbol is None or name == symbol
+            )
+        )
+    out.flush()
+
+
+def opened_event(signal: OpenSignal) -> OpenedResult:
+    return OpenedResult(
+        strategy_name=signal.strategy_name,
+        exchange_name=signal.exchange_name,
+        symbol=signal.symbol,
+        timestamp=signal.timestamp,
+        current_price=signal.price_open,
+        signal=signal,
+    )
 
 
 def _print_events(

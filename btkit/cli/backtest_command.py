@@ -28,8 +28,7 @@ from btkit.domain.timefmt import format_time
 from btkit.engine.params import Value
 from btkit.engine.statistics import Trade, summarize
 from btkit.settings import Settings
-from btkit.wiring.clocks import wall_time_ms
-from btkit.wiring.ledger import open_ledger
+from btkit.wiring.runs import RunInfo, record_backtest_run
 
 
 def frames_text(outcomes: Sequence[SymbolOutcome]) -> str:
@@ -39,22 +38,18 @@ def frames_text(outcomes: Sequence[SymbolOutcome]) -> str:
     )
 
 
-def record_in_ledger(
+def record_run(
     settings: Settings, strategy: str, exchange: str, outcomes: Sequence[SymbolOutcome]
-) -> str:
-    """Keep the run in the ledger, apart from live events, for `btkit report --mode backtest`."""
-    ledger = open_ledger(settings)
-    try:
-        return ledger.record_backtest(
-            strategy,
-            exchange,
-            wall_time_ms(),
-            [r for o in outcomes for r in o.opened],
-            [c for o in outcomes for c in o.closed],
-            {o.job.symbol: [o.job.frame.start, o.job.frame.end] for o in outcomes},
-        )
-    finally:
-        ledger.close()
+) -> RunInfo:
+    """Keep the run in the run store, apart from live history, for `report --mode backtest`."""
+    return record_backtest_run(
+        settings,
+        strategy=strategy,
+        exchange=exchange,
+        frames=[(o.job.symbol, o.job.frame.start, o.job.frame.end) for o in outcomes],
+        closed=[c for o in outcomes for c in o.closed],
+        still_open=[o.still_open for o in outcomes if o.still_open is not None],
+    )
 
 
 def run_backtest_command(
@@ -121,9 +116,9 @@ def run_backtest_command(
         summary_console.print(_last_closed_table(outcomes, TERMINAL_EVENTS))
     summary_console.print(_summary_table(outcomes))
     candles = sum((o.job.frame.end - o.job.frame.start) // MINUTE_MS + 1 for o in outcomes)
-    # SQLite releases the GIL while it writes: record the run while the report renders.
+    # Compressing and fsyncing release the GIL: record the run while the report renders.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        recording = pool.submit(record_in_ledger, settings, strategy.name, exchange, outcomes)
+        recording = pool.submit(record_run, settings, strategy.name, exchange, outcomes)
         path = write_results_report(
             f"Backtest report: {strategy.name}",
             [c for o in outcomes for c in o.closed],
@@ -131,12 +126,13 @@ def run_backtest_command(
             {"Mode": "backtest", "Exchange": exchange, "Frames": frames_text(outcomes)},
             report_path,
         )
-        run_id = recording.result()
+        stored = recording.result()
     summary_console.print(
         f"{candles:,} minutes backtested in {elapsed:.2f} s "
         f"({candles / max(elapsed, 1e-9):,.0f}/s); full report (every event, equity picture) "
         f"written to {path}; "
-        f"ledger run {run_id}",
+        f"run {stored.run_id} stored in {stored.path} ({stored.size / 1024:,.1f} KB; "
+        "`btkit runs` lists and prunes runs)",
         highlight=False,
         soft_wrap=True,
     )

@@ -813,6 +813,112 @@ def positions(
     )
 
 
+# --- runs ------------------------------------------------------------------------
+
+runs_app = typer.Typer(
+    no_args_is_help=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(runs_app, name="runs")
+RunStrategy = Annotated[
+    str | None, typer.Option("--strategy", "-s", metavar="NAME", help="Only this strategy")
+]
+
+
+@runs_app.callback(
+    invoke_without_command=True,
+    epilog=_examples(
+        "btkit runs                              (every stored backtest run)",
+        "btkit runs -s my-strategy --json | jq '.[].id'",
+        "btkit runs prune --keep 5               (the 5 newest per strategy stay)",
+    ).removesuffix(f"\n\n{DATES}"),
+)
+def runs(
+    ctx: typer.Context,
+    strategy: RunStrategy = None,
+    json_output: Annotated[bool, _flag("--json", help="Print the runs as JSON")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """List stored backtest runs: id, strategy, symbols, period, created, trades, size.
+
+    Each backtest is kept as one compact file in <data>/runs/, apart from the live
+    ledger; `btkit report STRATEGY --mode backtest --run ID` reports one. Runs an
+    older btkit kept in the ledger are listed too (size: in ledger).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.console import Console
+
+    from btkit.cli.runs_command import run_list_runs
+
+    settings = _settings(data_dir=data_dir)
+    _logging(settings, None, "WARNING")
+    _exit_with(
+        lambda: run_list_runs(
+            settings,
+            strategy=strategy,
+            as_json=json_output,
+            stdout=_console(),
+            stderr=Console(stderr=True, highlight=False),
+        ),
+        interrupted="runs stopped.",
+    )
+
+
+@runs_app.command(
+    "prune",
+    epilog=_examples(
+        "btkit runs prune --keep 5                  (the 5 newest runs of each strategy stay)",
+        "btkit runs prune --older-than 30 --dry-run (say what would go)",
+        "btkit runs prune -s my-strategy --keep 1 --older-than 7",
+        "btkit runs prune backtest-3f2a9c1d0b7e",
+    ).removesuffix(f"\n\n{DATES}"),
+)
+def runs_prune(
+    run_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[RUN_ID]...", help="Remove exactly these runs (see `btkit runs`)"),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(metavar="N", min=0, help="Keep the N newest runs of each strategy"),
+    ] = None,
+    older_than: Annotated[
+        float | None,
+        typer.Option(metavar="DAYS", min=0.0, help="Remove only runs created over DAYS days ago"),
+    ] = None,
+    strategy: RunStrategy = None,
+    dry_run: Annotated[bool, _flag("--dry-run", help="Only say what would be removed")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Remove old backtest runs (and files of runs killed while being stored).
+
+    Give run ids, or --keep and/or --older-than; with both, a run goes only when
+    both say so. Live history is never touched; old backtest runs in the ledger
+    are pruned too.
+    """
+    from rich.console import Console
+
+    from btkit.cli.runs_command import run_prune_runs
+
+    settings = _settings(data_dir=data_dir)
+    _logging(settings, None, "WARNING")
+    _exit_with(
+        lambda: run_prune_runs(
+            settings,
+            run_ids=run_ids or [],
+            keep=keep,
+            older_than=older_than,
+            strategy=strategy,
+            dry_run=dry_run,
+            stdout=_console(),
+            stderr=Console(stderr=True, highlight=False),
+        ),
+        interrupted="prune stopped; every run is either whole or removed.",
+    )
+
+
 @app.command(epilog=_examples("btkit status", "btkit status --data-dir /srv/btkit/data"))
 def status(data_dir: DataDir = None) -> None:
     """Show the open signals in the state files, which have no daemon, and trading halts."""

@@ -38,6 +38,7 @@ from btkit.engine.walk_forward import (
     walk_forward_total,
 )
 from btkit.settings import Settings
+from btkit.wiring.runs import sweep_store_path
 
 TOP = 10
 """Leaderboard lines shown on screen (the JSON and the report have them all... up to 100)."""
@@ -57,7 +58,7 @@ class Engine:
 
 
 def store_path(settings: Settings) -> Path:
-    return settings.data_dir / "sweeps" / "jobs.sqlite"
+    return sweep_store_path(settings)
 
 
 def run_sweep_command(

@@ -7,6 +7,7 @@ from btkit.adapters.store.ledger_errors import translated_ledger_errors
 from btkit.adapters.store.order_ledger import TradeRecord, strategy_trades
 from btkit.domain.errors import ConfigError
 from btkit.settings import Settings
+from btkit.wiring.runs import read_backtest_events
 
 
 def open_ledger(settings: Settings) -> SqliteLedger:
@@ -28,8 +29,11 @@ def open_ledger_for_reading(settings: Settings) -> SqliteLedger:
 def read_strategy_events(settings: Settings, query: Query) -> LedgerContents:
     """The query's events for `btkit report`; an unknown strategy names the known ones.
 
-    A damaged ledger is a clear error and is left as it is.
+    A damaged ledger is a clear error and is left as it is. Backtest runs are read
+    from the run store (and from ledgers an older btkit wrote them to).
     """
+    if query.mode == "backtest":
+        return read_backtest_events(settings, query)
     ledger = open_ledger_for_reading(settings)
     try:
         with translated_ledger_errors(ledger.path):

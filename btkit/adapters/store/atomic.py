@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from btkit.domain.errors import StorageError
@@ -39,11 +40,14 @@ def ensure_private_dir(folder: Path) -> None:
         ) from exc
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(
+    path: Path, data: bytes, *, before_rename: Callable[[], None] | None = None
+) -> None:
     """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder.
 
     The file is created readable by the owner only. Errors (disk full, read-only
     folder) leave the previous file untouched and raise StorageError.
+    `before_rename` runs once the temp file is durable (crash tests kill there).
     """
     folder = path.parent
     fd = -1
@@ -55,6 +59,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(temp_name, path)
         temp_name = ""
         dir_fd = os.open(folder, os.O_RDONLY)

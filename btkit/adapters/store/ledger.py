@@ -845,3 +845,34 @@ class SqliteLedger:
             )
         ]
         return LedgerContents(trades, still_open, run_id)
+
+    # Backtest runs recorded here by btkit before the run store (`btkit runs` lists and prunes
+    # them); new backtests never write to the ledger. Live rows are never touched.
+
+    def backtest_runs(self) -> list[tuple[str, str, str, int, str, int]]:
+        """(run id, strategy, exchange, created at, details JSON, closed signals) per old run."""
+        rows = self._db.execute(
+            "SELECT run_id, strategy, exchange, created_at, details, (SELECT COUNT(*) FROM "
+            "events AS e WHERE e.run_id = r.run_id AND e.action = 'closed') FROM runs AS r "
+            "WHERE mode = 'backtest' ORDER BY created_at, run_id"
+        )
+        return [(str(a), str(b), str(c), int(d), str(e), int(f)) for a, b, c, d, e, f in rows]
+
+    def delete_backtest_runs(self, run_ids: Sequence[str]) -> int:
+        """Remove these backtest runs and their events; the number of events removed.
+
+        One transaction per run, so live daemons sharing the ledger wait milliseconds.
+        """
+        removed = 0
+        for run_id in run_ids:
+            with self._transaction() as db:
+                removed += db.execute(
+                    "DELETE FROM events WHERE run_id = ? AND mode = 'backtest'", (run_id,)
+                ).rowcount
+                db.execute("DELETE FROM runs WHERE run_id = ? AND mode = 'backtest'", (run_id,))
+        return removed
+
+    def free_bytes(self) -> int:
+        """Bytes of pages SQLite holds free for reuse (the file shrinks only by VACUUM)."""
+        free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(free) * int(self._db.execute("PRAGMA page_size").fetchone()[0])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,10 @@ _REASONS = ("take_profit", "stop_loss", "time_expired")
 _COLUMNS = 9
 """opened, closed, pnl, open, close, take-profit, stop-loss prices, position, reason."""
 
+_FIELDS = "key, strategy, params, symbol, start, end, calls, failed, last_error, trades"
+_BASE = "substr(strategy, 1, instr(strategy || '+', '+') - 1)"
+"""The strategy's own name: a bound parameter set is named `my-strategy+fast:10`."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     key TEXT PRIMARY KEY,
@@ -40,6 +45,22 @@ CREATE TABLE IF NOT EXISTS jobs (
     trades BLOB NOT NULL
 )
 """
+
+
+@dataclass(frozen=True, slots=True)
+class SweepGroup:
+    """What `btkit runs` lists of a strategy's sweeps."""
+
+    strategy: str
+    jobs: int
+    symbols: tuple[str, ...]
+    start: int
+    end: int
+    created_at: int
+    """When its newest job finished (0: before btkit recorded it)."""
+    trades: int
+    size: int
+    """Bytes of its rows (the file holds them, plus SQLite's own overhead)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +91,23 @@ class SweepStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA busy_timeout=10000")
             self._db.execute(_SCHEMA)
+            self._add_created_column()
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(
                 f"Cannot open the sweep store {path}: {exc}. Check the disk and the folder's "
                 "permissions (or point --data-dir elsewhere); delete the file to start over."
             ) from exc
+
+    def _add_created_column(self) -> None:
+        """When each job finished, for `btkit runs` (older stores: 0, "unknown")."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "created_at" in columns:
+            return
+        try:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # another sweep added it meanwhile
+                raise
 
     def finished(self, keys: Iterable[str]) -> dict[str, JobRecord]:
         """The records of those of `keys` that are done."""
@@ -83,7 +116,7 @@ class SweepStore:
         for i in range(0, len(wanted), 500):
             chunk = wanted[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT * FROM jobs WHERE key IN ({marks})", chunk)
+            rows = self._db.execute(f"SELECT {_FIELDS} FROM jobs WHERE key IN ({marks})", chunk)
             for row in rows:
                 key, strategy, params, symbol, start, end, calls, failed, error, blob = row
                 trades = unpack_trades(blob, symbol, key)
@@ -97,7 +130,8 @@ class SweepStore:
         """Durable when it returns."""
         try:
             self._db.execute(
-                "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO jobs ({_FIELDS}, created_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.key,
                     record.strategy,
@@ -109,10 +143,54 @@ class SweepStore:
                     record.failed,
                     record.last_error,
                     pack_trades(record.trades),
+                    int(time.time() * 1000),
                 ),
             )
         except sqlite3.Error as exc:
             raise StorageError(f"Cannot record a finished sweep job in {self.path}: {exc}") from exc
+
+    def groups(self) -> list[SweepGroup]:
+        """The finished jobs per strategy (every parameter set of it together), by name."""
+        rows = self._db.execute(
+            f"SELECT {_BASE} AS base, COUNT(*), GROUP_CONCAT(DISTINCT symbol), MIN(start), "
+            "MAX(end), MAX(created_at), SUM(length(trades)), SUM(length(trades) + length(key) "
+            "+ length(params) + length(symbol) + length(last_error) + length(strategy)) "
+            "FROM jobs GROUP BY base ORDER BY base"
+        )
+        return [
+            SweepGroup(
+                str(base),
+                int(jobs),
+                tuple(sorted(str(symbols).split(","))),
+                int(start),
+                int(end),
+                int(created),
+                int(blob) // (_COLUMNS * 8),
+                int(size),
+            )
+            for base, jobs, symbols, start, end, created, blob, size in rows
+        ]
+
+    def delete_groups(self, strategies: Sequence[str]) -> int:
+        """Remove every job of these strategies, then give the space back; bytes freed."""
+        before = self.path.stat().st_size
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for strategy in strategies:
+                    self._db.execute(f"DELETE FROM jobs WHERE {_BASE} = ?", (strategy,))
+                self._db.execute("COMMIT")
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"Cannot prune the sweep store {self.path}: {exc}. If a sweep is running, "
+                "let it finish (or stop it), then prune again."
+            ) from exc
+        return max(before - self.path.stat().st_size, 0)
 
     def close(self) -> None:
         self._db.close()
