@@ -6,7 +6,9 @@
 Prints, for (a) an always-long strategy (±1 % TP/SL, 120 min, interval 5m) and
 (b) my-strategy: the engine loop alone (wall and CPU time, candles/s, peak RSS)
 and the whole `btkit backtest` command once the candle cache is built; then
-(b)/(a) and the first (cold: CSV parse + cache build) run against a warm one.
+(b)/(a), the CPU time of each phase of the always-long command (imports, plan,
+engine, ledger, report with its picture), and the first (cold: CSV parse +
+cache build) run against a warm one.
 Each measurement runs in a fresh process so peak memory is its own. CPU time
 is printed beside wall time because a shared machine's wall time says more
 about the neighbours than about btkit. Goals on a 2-core machine: (a) command
@@ -58,6 +60,33 @@ minutes = (jobs[0].frame.end - jobs[0].frame.start) // 60_000 + 1
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"{elapsed:.4f} {cpu:.4f} {minutes} {len(outcome.closed)} {peak:.1f}")
 """
+
+
+SPLIT = """
+import resource, sys
+from pathlib import Path
+def cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+marks = [("interpreter", cpu())]
+from btkit.cli import backtest_command as command
+from btkit.settings import Settings
+marks.append(("imports", cpu()))
+root = Path(sys.argv[1])
+settings = Settings(strategies_dir=root / "strategies", data_dir=root / "data",
+                    logs_dir=root / "logs")
+planned = command.plan(settings, ["BENCH"], sys.argv[2], "replay")
+marks.append(("plan (open the cache)", cpu()))
+outcomes = command.run_all(planned, workers=1)
+marks.append(("engine", cpu()))
+command.record_in_ledger(settings, planned.strategy.name, "replay", outcomes)
+marks.append(("ledger", cpu()))
+command.write_results_report("split", outcomes[0].closed, [], {}, root / "logs" / "split.md")
+marks.append(("report + picture", cpu()))
+print(" ".join(f"{name.replace(' ', '_')}={now - before:.3f}"
+               for (_, before), (name, now) in zip(marks, marks[1:])))
+"""
+"""CPU seconds of each phase of a `btkit backtest`, in the command's order, in one process."""
 
 
 def make_candles(path: Path, minutes: int) -> None:
@@ -152,6 +181,13 @@ def main() -> None:
                 f"peak {peak:.0f} MB; whole command {command[0]:.3f} s (CPU {command[1]:.2f} s), "
                 f"peak {command[2]:.0f} MB"
             )
+        split = subprocess.run(
+            [sys.executable, "-c", SPLIT, str(root), "always-long"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        print("always-long command, CPU s by phase:", ", ".join(split))
         slow, fast = engines["my-strategy"], engines["always-long"]
         warm = commands["always-long"]
         print(

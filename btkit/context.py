@@ -6,8 +6,6 @@ Strategies never pass times or names: while a tick runs, `get_candles` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,20 +31,28 @@ class MethodContext:
     frame_name: str = ""
 
 
-_execution: ContextVar[ExecutionContext] = ContextVar("btkit_execution")
-_method: ContextVar[MethodContext] = ContextVar("btkit_method")
-_market: ContextVar[MarketData] = ContextVar("btkit_market")
+_Tick = tuple[int, str, bool, MethodContext, MarketData]
+"""(when, symbol, backtest, method, market): one variable a tick sets and resets."""
+_tick: ContextVar[_Tick] = ContextVar("btkit_tick")
 _params: ContextVar[tuple[tuple[str, Value], ...]] = ContextVar("btkit_params")
 
 
-@contextmanager
-def bound_values(values: tuple[tuple[str, Value], ...]) -> Iterator[None]:
-    """Make `values` what `param()` reads during one strategy call."""
-    token = _params.set(values)
-    try:
-        yield
-    finally:
-        _params.reset(token)
+class bound_values:  # lower case: used as `with bound_values(...)`, like contextlib's
+    """Make `values` what `param()` reads during one strategy call.
+
+    A class, not `@contextmanager`: it runs around every strategy call of a backtest.
+    """
+
+    __slots__ = ("_token", "_values")
+
+    def __init__(self, values: tuple[tuple[str, Value], ...]) -> None:
+        self._values = values
+
+    def __enter__(self) -> None:
+        self._token = _params.set(self._values)
+
+    def __exit__(self, *exc: object) -> None:
+        _params.reset(self._token)
 
 
 def param(name: str) -> Value:
@@ -68,22 +74,30 @@ def param(name: str) -> Value:
     raise KeyError(f"param({name!r}): not declared; this strategy declares {declared}")
 
 
-@contextmanager
-def tick_context(
-    execution: ExecutionContext, method: MethodContext, market: MarketData
-) -> Iterator[None]:
-    tokens = (_execution.set(execution), _method.set(method), _market.set(market))
-    try:
-        yield
-    finally:
-        _market.reset(tokens[2])
-        _method.reset(tokens[1])
-        _execution.reset(tokens[0])
+class tick_context:  # lower case: used as `with tick_context(...)`, like contextlib's
+    """The tick's ambient context while strategy code runs.
+
+    A class, not `@contextmanager`, holding a plain tuple: a backtest enters it
+    once per tick, and `ExecutionContext` is only built when code asks for it.
+    """
+
+    __slots__ = ("_tick", "_token")
+
+    def __init__(
+        self, symbol: str, when: int, backtest: bool, method: MethodContext, market: MarketData
+    ) -> None:
+        self._tick = (when, symbol, backtest, method, market)
+
+    def __enter__(self) -> None:
+        self._token = _tick.set(self._tick)
+
+    def __exit__(self, *exc: object) -> None:
+        _tick.reset(self._token)
 
 
-def execution_context() -> ExecutionContext:
+def _current() -> _Tick:
     try:
-        return _execution.get()
+        return _tick.get()
     except LookupError:
         raise RuntimeError(
             "btkit context is only available while btkit runs a strategy tick "
@@ -91,9 +105,13 @@ def execution_context() -> ExecutionContext:
         ) from None
 
 
+def execution_context() -> ExecutionContext:
+    when, symbol, backtest, _, _ = _current()
+    return ExecutionContext(symbol, when, backtest)
+
+
 def method_context() -> MethodContext:
-    execution_context()
-    return _method.get()
+    return _current()[3]
 
 
 async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
@@ -103,14 +121,14 @@ async def get_candles(symbol: str, interval: str, limit: int) -> Candles:
     of frozen `Candle`s, live and in backtests alike: markets hand out what they
     cache, so a strategy must not be able to change what later calls see.
     """
-    when = execution_context().when
-    return await _market.get().candles(symbol, interval, limit, when)
+    tick = _current()
+    return await tick[4].candles(symbol, interval, limit, tick[0])
 
 
 async def get_average_price(symbol: str) -> float:
     """VWAP of the last five finished minutes at the tick's time."""
-    when = execution_context().when
-    price = await _market.get().average_price(symbol, when)
+    tick = _current()
+    price = await tick[4].average_price(symbol, tick[0])
     if price is None:
         raise LookupError(f"no 1m candle for {symbol} in the five minutes before the tick")
     return price

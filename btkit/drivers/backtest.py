@@ -49,7 +49,12 @@ class BacktestRun:
         when = frame.start
         reported = when
         ticks = 0
-        while when <= frame.end:
+        while True:
+            due_at = next_signal_call_at(runner.last_signal_call, interval)
+            if due_at is not None and when < due_at:
+                when = frame.first_tick_from(due_at)  # the ticks before can only be idle
+            if when > frame.end:
+                break
             ticks += 1
             if ticks % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let other tasks (and a stop request) run
@@ -58,10 +63,6 @@ class BacktestRun:
             if self.progress is not None and when - reported >= 1440 * MINUTE_MS:
                 self.progress(when)
                 reported = when
-            due_at = next_signal_call_at(runner.last_signal_call, interval)
-            if due_at is not None and when < due_at:
-                when = frame.first_tick_from(due_at)  # the ticks before can only be idle
-                continue
             result = await runner.tick(when)
             if not isinstance(result, OpenedResult):
                 when = frame.next_tick_after(when)

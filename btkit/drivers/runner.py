@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from btkit.context import ExecutionContext, MethodContext, tick_context
+from btkit.context import MethodContext, tick_context
 from btkit.domain.errors import ExchangeError, StrategyError
 from btkit.domain.model import (
     ClosedResult,
@@ -140,8 +140,8 @@ class SymbolRunner:
         """Seconds any one strategy call may take (None: unbounded, e.g. backtests)."""
         self._warn_after = warn_after_failures
         self.failures = StrategyFailures()
-        self.in_strategy: str | None = None
-        """The strategy call in progress, named for the loop watchdog."""
+        self._in_call: str | None = None
+        """The strategy call in progress ("get_signal", "on_tick"...), for `in_strategy`."""
         self.stop_now = asyncio.Event()
         """Set on a plain stop: a strategy call in progress is cancelled, not awaited."""
         self._ledger: EventLog = ledger or NoLedger()
@@ -172,6 +172,17 @@ class SymbolRunner:
     def last_tick(self) -> int | None:
         return self.state.last_tick
 
+    @property
+    def in_strategy(self) -> str | None:
+        """The strategy call in progress, named for the loop watchdog (None: none).
+
+        Formatted when asked, not at every call: a backtest makes one call per tick.
+        """
+        what = self._in_call
+        if what is None:
+            return None
+        return f"strategy {self.strategy.name} {what} for {self.symbol} ({self.strategy.source})"
+
     async def restore(self) -> None:
         """Make the state file and the ledger agree after a crash between their writes.
 
@@ -186,18 +197,19 @@ class SymbolRunner:
 
     async def tick(self, when: int) -> TickResult | None:
         """Run one tick at `when`; None when it is skipped for lack of candles."""
-        await self.restore()
-        execution = ExecutionContext(self.symbol, when, self.backtest)
+        if not self._restored:
+            await self.restore()
         self.mid_tick = True
         try:
-            with tick_context(execution, self._method, self._context_market):
+            with tick_context(self.symbol, when, self.backtest, self._method, self._context_market):
                 if self.signal is None:
                     result = await self._tick_without_signal(when)
                 else:
                     result = await self._tick_with_signal(self.signal, when)
                 if result is not None:
                     self.ticks += 1
-                    await self._callback("on_tick", result)
+                    if self.strategy.on_tick is not None:
+                        await self._callback("on_tick", result)
         finally:
             self.mid_tick = False
         return result
@@ -248,12 +260,15 @@ class SymbolRunner:
                 seq = await self._ledger.record_opened(accepted)
                 crash_point("open:ledger-written")
                 trade = await self.trading.enter(accepted, when, opening.result.current_price)
-                opened = dataclasses.replace(opening.result, seq=seq or None, trade=trade)
+                opened = opening.result  # seq and trade None: a backtest's NoLedger, NoTrading
+                if seq or trade is not None:
+                    opened = dataclasses.replace(opened, seq=seq or None, trade=trade)
                 await self._callback("on_open", opened)
                 return opened
         price = await self.market.average_price(self.symbol, when)
         idle = step.idle_step(self.state, self._key, when, price)
-        await self._callback("on_idle", idle.result)
+        if self.strategy.on_idle is not None:  # no coroutine per tick for a missing callback
+            await self._callback("on_idle", idle.result)
         self.state = idle.state
         return idle.result
 
@@ -277,7 +292,7 @@ class SymbolRunner:
             )
         elif isinstance(result, ClosedResult):
             return await self._close(step.Step(result, monitored.state))
-        else:
+        elif self.strategy.on_active is not None:
             await self._callback("on_active", result)
         self.state = monitored.state
         return result
@@ -289,11 +304,7 @@ class SymbolRunner:
             closing = step.close_step(self.state, self._key, when, price, self.costs)
         except ValueError as exc:
             raise RuntimeError(str(exc)) from exc
-        with tick_context(
-            ExecutionContext(self.symbol, when, self.backtest),
-            self._method,
-            self._context_market,
-        ):
+        with tick_context(self.symbol, when, self.backtest, self._method, self._context_market):
             closed = await self._close(closing)
             await self._callback("on_tick", closed)  # as `tick` does for a live close
             return closed
@@ -327,7 +338,15 @@ class SymbolRunner:
     async def _call_strategy(self) -> object:
         self.failures.calls += 1
         try:
-            result = await self._bounded("get_signal", self.strategy.get_signal(self.symbol))
+            call = self.strategy.get_signal(self.symbol)
+            if self._timeout is None:  # unbounded (backtests): no extra coroutine per call
+                self._in_call = "get_signal"
+                try:
+                    result = await call
+                finally:
+                    self._in_call = None
+            else:
+                result = await self._bounded("get_signal", call)
         except ExchangeError:
             raise  # the exchange failed, not the strategy: reported as such, retried next tick
         except Exception as exc:
@@ -348,9 +367,7 @@ class SymbolRunner:
 
     async def _bounded(self, what: str, call: Awaitable[T]) -> T:
         """Await a strategy call within the timeout; names it for the loop watchdog."""
-        self.in_strategy = (
-            f"strategy {self.strategy.name} {what} for {self.symbol} ({self.strategy.source})"
-        )
+        self._in_call = what
         try:
             if self._timeout is None:
                 return await call
@@ -371,7 +388,7 @@ class SymbolRunner:
                 "it was cancelled"
             )
         finally:
-            self.in_strategy = None
+            self._in_call = None
 
     async def _own_time_bounded(
         self, task: asyncio.Future[T], stopping: asyncio.Future[Literal[True]]

@@ -15,8 +15,8 @@ needs the price: `idle_step` without a signal, `monitor_step` with one.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
-from typing import Generic, Literal, TypedDict, TypeVar
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
 
 from btkit.domain.model import (
     ActiveResult,
@@ -66,15 +66,6 @@ class Step(Generic[R]):
     state: PersistedState
 
 
-class _Header(TypedDict):
-    """The fields every tick result starts with."""
-
-    strategy_name: str
-    exchange_name: str
-    symbol: str
-    timestamp: int
-
-
 def signal_id(exchange_name: str, strategy_name: str, symbol: str, timestamp: int) -> str:
     """Deterministic, so a replay after a crash re-creates the same id."""
     return str(uuid.uuid5(_SIGNAL_IDS, f"{exchange_name}/{strategy_name}/{symbol}/{timestamp}"))
@@ -93,7 +84,7 @@ def plan_tick(state: PersistedState, when: int, interval_ms: int, *, stopped: bo
 
 def after_call(state: PersistedState, when: int) -> PersistedState:
     """The strategy was called at `when` (whatever it answered): the throttle restarts."""
-    return replace(state, last_signal_call=when)
+    return PersistedState(state.signal, when, state.last_tick)
 
 
 def accept_signal(raw: object, key: SymbolKey, when: int) -> OpenSignal | Rejected | None:
@@ -127,19 +118,28 @@ def open_step(
 ) -> Step[OpenedResult]:
     """Open `signal` at `when`: the state to save first, then the `opened` result."""
     opened = OpenedResult(
-        **_header(key, when),
+        strategy_name=key.strategy_name,
+        exchange_name=key.exchange_name,
+        symbol=key.symbol,
+        timestamp=when,
         current_price=signal.price_open,
         signal=signal,
     )
-    return Step(opened, replace(state, signal=signal, last_signal_call=when, last_tick=when))
+    return Step(opened, PersistedState(signal, when, when))
 
 
 def idle_step(
     state: PersistedState, key: SymbolKey, when: int, price: float | None
 ) -> Step[IdleResult]:
     """No open signal and none opened: `idle`, with the price when there is one."""
-    idle = IdleResult(**_header(key, when), current_price=price)
-    return Step(idle, replace(state, last_tick=when))
+    idle = IdleResult(
+        strategy_name=key.strategy_name,
+        exchange_name=key.exchange_name,
+        symbol=key.symbol,
+        timestamp=when,
+        current_price=price,
+    )
+    return Step(idle, PersistedState(state.signal, state.last_signal_call, when))
 
 
 def monitor_step(
@@ -150,10 +150,17 @@ def monitor_step(
     if signal is None:
         raise ValueError(f"{key.symbol}: no open signal to monitor")
     if price is None:
-        return Step(None, replace(state, last_tick=when))
+        return Step(None, PersistedState(signal, state.last_signal_call, when))
     if close_reason(signal, price, when) is None:
-        active = ActiveResult(**_header(key, when), current_price=price, signal=signal)
-        return Step(active, replace(state, last_tick=when))
+        active = ActiveResult(
+            strategy_name=key.strategy_name,
+            exchange_name=key.exchange_name,
+            symbol=key.symbol,
+            timestamp=when,
+            current_price=price,
+            signal=signal,
+        )
+        return Step(active, PersistedState(signal, state.last_signal_call, when))
     return close_step(state, key, when, price, costs)
 
 
@@ -179,7 +186,10 @@ def close_step(
     if reason is None:
         raise ValueError(f"{key.symbol}: the signal does not close at {when}")
     closed = ClosedResult(
-        **_header(key, when),
+        strategy_name=key.strategy_name,
+        exchange_name=key.exchange_name,
+        symbol=key.symbol,
+        timestamp=when,
         current_price=price,
         signal=signal,
         close_reason=reason,
@@ -187,12 +197,3 @@ def close_step(
         pnl=compute_pnl(signal.position, signal.price_open, price, costs),
     )
     return Step(closed, PersistedState(None, state.last_signal_call, when))
-
-
-def _header(key: SymbolKey, when: int) -> _Header:
-    return {
-        "strategy_name": key.strategy_name,
-        "exchange_name": key.exchange_name,
-        "symbol": key.symbol,
-        "timestamp": when,
-    }

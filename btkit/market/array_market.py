@@ -60,6 +60,10 @@ class ArrayMarket:
         last = int(candles.timestamp[-1])
         self.ticks = (last - self.first_tick) // MINUTE_MS + 1 + VWAP_MINUTES + 1
         """Minute ticks from the first candle until the last has left every window."""
+        self._times = self.history.timestamp.data
+        """The timestamps as Python ints by index, to check a guessed window cheaply."""
+        self._missing = 0
+        """Minutes without a candle before the last window's end: the next guess's offset."""
         self._blocks: dict[int, Floats] = {}
         self._block_index = -1
         self._block_prices: Floats = np.empty(0, dtype=np.float64)
@@ -108,8 +112,10 @@ class ArrayMarket:
         if interval == "1m":
             end = when - when % MINUTE_MS
             h = self.history
-            first = int(h.timestamp.searchsorted(end - limit * MINUTE_MS))
-            stop = int(h.timestamp.searchsorted(end))
+            minutes = (end - self.first_tick) // MINUTE_MS
+            stop = self._index_at(end, minutes - self._missing)
+            self._missing = max(minutes - stop, 0)
+            first = self._index_at(end - limit * MINUTE_MS, stop - limit)
             return Candles.of_views(
                 h.timestamp[first:stop],
                 h.open[first:stop],
@@ -122,6 +128,20 @@ class ArrayMarket:
         end = floor_to(when, step)
         window = aggregate(self.history.between(end - limit * step, end), step)
         return Candles(*window.slice(max(len(window) - limit, 0), len(window)).columns())
+
+    def _index_at(self, timestamp_ms: int, guess: int) -> int:
+        """Index of the first candle opening at or after `timestamp_ms` (`searchsorted`).
+
+        `guess` is checked first: a window a tick later than the last one, or a
+        gapless one, is found without a binary search over the whole history.
+        """
+        times, count = self._times, len(self._times)
+        guess = min(max(guess, 0), count)  # before or after the history: its edge
+        if (guess == count or timestamp_ms <= times[guess]) and (
+            guess == 0 or times[guess - 1] < timestamp_ms
+        ):
+            return guess
+        return int(self.history.timestamp.searchsorted(timestamp_ms))
 
     async def average_price(self, symbol: str, when: int) -> float | None:
         self._check(symbol)
