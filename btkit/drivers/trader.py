@@ -774,9 +774,12 @@ def _protection_intent(
 
 
 def _report(mode: str, state: OrderState, model_price: float | None) -> TradeReport:
-    how = ""
+    """The event's trade details; `how` keeps the broker's word on the fill (paper:
+    tick price + slippage, or the book walk), which the result must show."""
+    partly = ""
     if state.filled and state.filled < state.amount:
-        how = f"partially filled: {state.filled:g} of {state.amount:g}"
+        partly = f"partially filled: {state.filled:g} of {state.amount:g}"
+    how = _join(state.message, partly)
     return TradeReport(
         mode,  # type: ignore[arg-type]  # the broker's mode
         state.role,
