@@ -120,17 +120,20 @@ def test_a_replay_paper_run_trades_and_its_wallet_equals_the_ledgers_fills(paper
     events = json_events(done.stdout)
     longs = [e for e in events if e["signal"]["position"] == "long"]
     shorts = [e for e in events if e["signal"]["position"] == "short"]
-    assert any(e["action"] == "closed" for e in longs) and shorts
+    assert any(e["action"] == "closed" for e in longs)
+    assert shorts
     for event in longs:
         trade = event["trade"]
-        assert trade["mode"] == "paper" and trade["status"] == "closed", trade
+        assert (trade["mode"], trade["status"]) == ("paper", "closed"), trade
         if event["action"] == "opened":
             assert trade["role"] == "entry"
         else:  # the model's close sells at market; a protective leg that filled is its own
             assert trade["role"] in ("exit", event["close_reason"]), (trade, event)
-        assert trade["filled"] == pytest.approx(trade["amount"]) and trade["fee"] > 0
+        assert trade["filled"] == pytest.approx(trade["amount"])
+        assert trade["fee"] > 0
         if trade["role"] in ("entry", "exit"):  # the result says how it was filled
-            assert "paper: replay tick price" in trade["how"] and "slippage" in trade["how"]
+            assert "paper: replay tick price" in trade["how"]
+            assert "slippage" in trade["how"]
         else:
             assert "by the 1m candle of" in trade["how"], trade
         assert trade["client_id"].startswith("btk-")
@@ -152,8 +155,11 @@ def test_the_startup_panel_names_the_paper_mode_and_its_detail(paper):
                      "--end", "2018-01-20T06:00")  # fmt: skip
     assert done.returncode == 0, done.stderr
     (line,) = [li for li in done.stdout.splitlines() if li.startswith("trade:")]
-    assert "paper" in line and "no real orders" in line
-    assert "stake" in line and "paper wallet" in line and "10000 USDT" in line
+    assert "paper" in line
+    assert "no real orders" in line
+    assert "stake" in line
+    assert "paper wallet" in line
+    assert "10000 USDT" in line
 
 
 def test_positions_show_the_open_position_with_its_protection_then_none_once_closed(paper):
@@ -163,24 +169,30 @@ def test_positions_show_the_open_position_with_its_protection_then_none_once_clo
     (signal_id,) = open_signal_ids(paper)
     view = json.loads(paper.run("positions", "--json").stdout)
     (position,) = view["positions"]
-    assert position["signal_id"] == signal_id and position["mode"] == "paper"
-    assert position["symbol"] == "ETHBTC" and position["amount"] > 0
+    assert position["signal_id"] == signal_id
+    assert position["mode"] == "paper"
+    assert position["symbol"] == "ETHBTC"
+    assert position["amount"] > 0
     roles = {o["role"]: o["status"] for o in position["orders"]}
     assert roles == {"entry": "closed", "take_profit": "open", "stop_loss": "open"}
     table = paper.run("positions")
-    assert table.returncode == 0 and "ETHBTC" in table.stdout
-    assert "TP " in table.stdout and "SL " in table.stdout
+    assert table.returncode == 0
+    assert "ETHBTC" in table.stdout
+    assert "TP " in table.stdout
+    assert "SL " in table.stdout
 
     second = paper.run("live", "ETHBTC", "-s", "once-long", "--trade", "paper", "--json",
                        "--end", "2018-01-20T12:00")  # fmt: skip
     assert second.returncode == 0, second.stderr
     (closed,) = [e for e in json_events(second.stdout) if e["action"] == "closed"]
-    assert closed["close_reason"] == "time_expired" and closed["trade"]["role"] == "exit"
+    assert closed["close_reason"] == "time_expired"
+    assert closed["trade"]["role"] == "exit"
     assert json.loads(paper.run("positions", "--json").stdout)["positions"] == []
     assert "ETHBTC" not in paper.run("positions").stdout
     assert_wallet_equals_fills(paper, ledger_fills(paper), "once-long")
     held = wallet(paper, "once-long")
-    assert not held["resting"] and held["balances"].get("ETH") == pytest.approx(10.0)
+    assert not held["resting"]
+    assert held["balances"].get("ETH") == pytest.approx(10.0)
 
 
 def test_the_report_has_the_trades_section(paper):
@@ -223,9 +235,9 @@ def test_restart_starts_a_new_wallet_and_keeps_the_old_one_aside(paper):
     assert json.loads(aside.read_text())["trades"] == old["trades"]
     assert "previous paper wallet kept as" in again.stderr
     new = wallet(paper)
-    runs = [r for r in {f["run"] for f in ledger_fills(paper)}]
-    assert len(runs) == 2
-    (latest,) = [r for r in runs if r != ledger_fills(paper)[0]["run"]]
+    runs = list(dict.fromkeys(f["run"] for f in ledger_fills(paper)))  # in fill order
+    assert len(runs) == 2  # --restart is a new run in the ledger too
+    latest = runs[-1]
     assert_wallet_equals_fills(paper, ledger_fills(paper, latest))
     assert new["starting"] == old["starting"]
 
@@ -261,9 +273,11 @@ def test_trade_live_without_confirmation_says_what_would_happen_and_prints_no_se
                      env=env)  # fmt: skip
     assert done.returncode == 2, (done.stdout, done.stderr)
     message = done.stdout + done.stderr
-    assert "--confirm-live" in message and "BTKIT_CONFIRM_LIVE" in message
+    assert "--confirm-live" in message
+    assert "BTKIT_CONFIRM_LIVE" in message
     assert "real" in message.lower()
-    assert secret not in message and "key-value-never-printed" not in message
+    assert secret not in message
+    assert "key-value-never-printed" not in message
 
 
 def test_a_paper_run_on_the_binance_stand_in_fills_at_the_tick_price(paper):
