@@ -302,3 +302,13 @@ def test_a_paper_run_on_the_binance_stand_in_fills_at_the_tick_price(paper):
     expected = balances_from(held["starting"], ledger_fills(paper))
     for code, amount in expected.items():
         assert held["balances"].get(code, 0.0) == pytest.approx(amount, rel=1e-9, abs=1e-12)
+
+
+def test_paper_balances_that_are_not_json_are_a_clear_error(paper):
+    done = paper.run("live", "ETHBTC", "-s", "my-strategy", "--trade", "paper",
+                     env={"BTKIT_PAPER_BALANCES": '{"USDT": 100'})  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "paper_balances" in done.stderr
+    assert "takes JSON" in done.stderr
+    assert "bug" not in done.stderr
+    assert not (paper.root / "data" / "paper").exists()
