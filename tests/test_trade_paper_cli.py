@@ -312,3 +312,24 @@ def test_paper_balances_that_are_not_json_are_a_clear_error(paper):
     assert "takes JSON" in done.stderr
     assert "bug" not in done.stderr
     assert not (paper.root / "data" / "paper").exists()
+
+
+def test_trade_off_on_a_paper_position_warns_and_the_halt_that_follows_says_what_to_do(paper):
+    first = paper.run("live", "ETHBTC", "-s", "once-long", "--trade", "paper",
+                      "--end", "2018-01-20T06:30")  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    (signal_id,) = open_signal_ids(paper)
+    off = paper.run("live", "ETHBTC", "-s", "once-long", "--end", "2018-01-20T12:00")
+    assert off.returncode == 0, off.stderr
+    assert f"the open signal {signal_id[:8]} holds a paper position" in off.stderr
+    assert "--trade paper" in off.stderr
+    again = paper.run("live", "ETHBTC", "-s", "once-long", "--trade", "paper",
+                      "--end", "2018-01-20T13:00")  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "TRADING HALTED" in again.stderr
+    assert "--restart" in again.stderr
+    fresh = paper.run("live", "ETHBTC", "-s", "once-long", "--trade", "paper", "--restart",
+                      "--end", "2018-01-20T06:30")  # fmt: skip
+    assert fresh.returncode == 0, fresh.stderr
+    assert "TRADING HALTED" not in fresh.stderr
+    assert "holds a paper position" not in fresh.stderr

@@ -705,6 +705,11 @@ class Trader:
             tolerance=rules.amount_step or 0.0,
         )
         problems = flow.mismatches(view)
+        if problems and self._broker.mode == "paper":  # no exchange to fix it on by hand
+            problems.append(
+                "paper: nothing can be closed by hand in a paper wallet; a run on history "
+                "starts over with --restart (a new wallet and a new ledger run)"
+            )
         if problems:
             await self._halt("; ".join(problems), when)
         elif self._halted is None:
