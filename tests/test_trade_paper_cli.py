@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.binance_server import BinanceServer
+from tests.binance_server import TRADE_KEY, TRADE_SECRET, BinanceServer
 from tests.conftest import REPO, Lines, Project, copy_candles, json_events
 
 pytestmark = pytest.mark.system
@@ -36,6 +36,15 @@ async def once_long(symbol):
 """
 """One long with far TP/SL that expires after two hours: open after a run that ends
 early, closed after the next one."""
+
+
+def strict_json(line: str) -> dict:
+    """JSON as the spec has it: NaN and Infinity are refused, not parsed."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(line, parse_constant=refuse)
 
 
 def new_project(root: Path) -> Project:
@@ -117,7 +126,7 @@ def test_a_replay_paper_run_trades_and_its_wallet_equals_the_ledgers_fills(paper
     done = paper.run("live", "ETHBTC", "LTCBTC", "-s", "my-strategy", "--trade", "paper",
                      "--json", *END)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    events = json_events(done.stdout)
+    events = [strict_json(line) for line in done.stdout.splitlines() if line.startswith("{")]
     longs = [e for e in events if e["signal"]["position"] == "long"]
     shorts = [e for e in events if e["signal"]["position"] == "short"]
     assert any(e["action"] == "closed" for e in longs)
@@ -289,15 +298,25 @@ def test_a_paper_run_on_the_binance_stand_in_fills_at_the_tick_price(paper):
         "BTKIT_EXCHANGE_TIMEOUT_SECONDS": "5",
         "BTKIT_RETRY_BASE_SECONDS": "0.05",
     }
+    keys = {  # paper with keys set: they are checked, never used for orders, never shown
+        "BTKIT_CREDENTIALS__BINANCE__API_KEY": TRADE_KEY,
+        "BTKIT_CREDENTIALS__BINANCE__SECRET": TRADE_SECRET,
+    }
     with BinanceServer(files) as server:
         done = paper.run("live", "ETHBTC", "-s", "my-strategy", "-e", "binance", "--trade",
                          "paper", "--json", "--start", "2018-01-20T06:00", *END,
-                         env={**env, "BTKIT_EXCHANGE_URL": server.url})  # fmt: skip
+                         env={**env, **keys, "BTKIT_EXCHANGE_URL": server.url})  # fmt: skip
+        assert not server.engine.orders  # paper: the exchange's account is never touched
     assert done.returncode == 0, done.stderr
-    longs = [e for e in json_events(done.stdout) if e["signal"]["position"] == "long"]
+    events = [strict_json(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    longs = [e for e in events if e["signal"]["position"] == "long"]
     assert longs
     assert all(e["trade"]["status"] == "closed" for e in longs), [e["trade"] for e in longs]
     assert all("tick price" in e["trade"]["how"] for e in longs)
+    files = [p.read_bytes() for p in paper.root.rglob("*") if p.is_file()]
+    for content in [(done.stdout + done.stderr).encode(), *files]:
+        assert TRADE_SECRET.encode() not in content
+        assert TRADE_KEY.encode() not in content
     held = json.loads((paper.root / "data" / "paper" / "binance-sim-my-strategy.json").read_text())
     expected = balances_from(held["starting"], ledger_fills(paper))
     for code, amount in expected.items():
