@@ -352,3 +352,33 @@ def test_trade_off_on_a_paper_position_warns_and_the_halt_that_follows_says_what
     assert fresh.returncode == 0, fresh.stderr
     assert "TRADING HALTED" not in fresh.stderr
     assert "holds a paper position" not in fresh.stderr
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "order:entry-intent",
+        "order:entry-sent",
+        "order:protect-intent",
+        "order:protected",
+        "order:protect-cancelled",
+        "order:exit-sent",
+        "open:ledger-written",
+        "close:ledger-written",
+    ],
+)
+def test_a_kill_at_each_step_of_the_paper_order_flow_loses_and_duplicates_nothing(paper, point):
+    args = ("live", "ETHBTC", "LTCBTC", "-s", "my-strategy", "--trade", "paper", "--json",
+            "--end", "2018-01-20T12:00")  # fmt: skip
+    killed = paper.run(*args, env={"BTKIT_FAULT_KILL_AT": f"{point}:2"})
+    assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-2000:])
+    after = paper.run(*args)
+    assert after.returncode == 0, after.stderr
+    assert "TRADING HALTED" not in after.stderr  # the restart explained everything
+    fills = ledger_fills(paper)
+    assert_one_entry_per_signal(fills)
+    assert_wallet_equals_fills(paper, fills)
+    for position in json.loads(paper.run("positions", "--json").stdout)["positions"]:
+        assert position["signal_id"] in open_signal_ids(paper)  # nothing orphaned
+        resting = {o["role"] for o in position["orders"] if o["status"] == "open"}
+        assert resting == {"take_profit", "stop_loss"}, position  # and it is protected

@@ -162,6 +162,9 @@ async def open_live(
             )
             for symbol, store in zip(resolved, stores, strict=True)
         ]
+        cursors = [r.last_tick for r in runners if r.last_tick is not None]
+        if isinstance(clock, SimulatedClock) and cursors:
+            clock.jump_to(min(cursors))  # trading's restore acts at the saved time, not at 0
         for runner in runners:
             await runner.restore()  # before the frame and the start-up panel read the cursor
         warn_untraded_positions(
