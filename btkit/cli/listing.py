@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from importlib.resources import files
 from pathlib import Path
@@ -99,7 +100,10 @@ def example_env() -> str:
     for name, field in Settings.model_fields.items():
         if name == "credentials":
             continue
-        default = "" if field.default is None else str(field.default)
+        value = field.get_default(call_default_factory=True)
+        default = "" if value is None else str(value)
+        if isinstance(value, dict):  # pydantic-settings reads a dict setting as JSON
+            default = json.dumps(value)
         lines += [f"# {field.description}", f"# BTKIT_{name.upper()}={default}", ""]
     lines += [
         "# API keys are optional: public candles need none. Per exchange, e.g. binance:",

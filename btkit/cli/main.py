@@ -90,6 +90,7 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _settings(**overrides: Any) -> Settings:
     import pydantic
+    import pydantic_settings
 
     from btkit.cli.console import redact_standard_streams
     from btkit.domain.errors import ConfigError
@@ -104,6 +105,13 @@ def _settings(**overrides: Any) -> Settings:
             f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
         )
         _fail(f"invalid settings ({problems}). Check BTKIT_* variables and .env.", 2)
+    except pydantic_settings.SettingsError as exc:  # a dict setting that is not JSON
+        _fail(
+            f"invalid settings: {exc}. A setting holding several values takes JSON, e.g. "
+            """BTKIT_PAPER_BALANCES='{"USDT": 10000, "BTC": 1}'. Check BTKIT_* variables """
+            "and .env.",
+            2,
+        )
     _secrets[:] = settings.secret_values()
     redact_standard_streams(_secrets)  # whatever prints them: a proxy's echo, a traceback
     return settings

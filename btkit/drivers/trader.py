@@ -705,6 +705,11 @@ class Trader:
             tolerance=rules.amount_step or 0.0,
         )
         problems = flow.mismatches(view)
+        if problems and self._broker.mode == "paper":  # no exchange to fix it on by hand
+            problems.append(
+                "paper: nothing can be closed by hand in a paper wallet; a run on history "
+                "starts over with --restart (a new wallet and a new ledger run)"
+            )
         if problems:
             await self._halt("; ".join(problems), when)
         elif self._halted is None:
@@ -774,9 +779,12 @@ def _protection_intent(
 
 
 def _report(mode: str, state: OrderState, model_price: float | None) -> TradeReport:
-    how = ""
+    """The event's trade details; `how` keeps the broker's word on the fill (paper:
+    tick price + slippage, or the book walk), which the result must show."""
+    partly = ""
     if state.filled and state.filled < state.amount:
-        how = f"partially filled: {state.filled:g} of {state.amount:g}"
+        partly = f"partially filled: {state.filled:g} of {state.amount:g}"
+    how = _join(state.message, partly)
     return TradeReport(
         mode,  # type: ignore[arg-type]  # the broker's mode
         state.role,

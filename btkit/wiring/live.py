@@ -42,7 +42,7 @@ from btkit.wiring.clocks import simulated_clock, wall_clock, wall_time_ms
 from btkit.wiring.exchanges import open_exchange
 from btkit.wiring.ledger import open_ledger
 from btkit.wiring.paper import paper_broker, set_aside_wallet
-from btkit.wiring.trading import build_trading, check_trade_mode
+from btkit.wiring.trading import build_trading, check_trade_mode, warn_untraded_positions
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +162,16 @@ async def open_live(
             )
             for symbol, store in zip(resolved, stores, strict=True)
         ]
+        cursors = [r.last_tick for r in runners if r.last_tick is not None]
+        if isinstance(clock, SimulatedClock) and cursors:
+            clock.jump_to(min(cursors))  # trading's restore acts at the saved time, not at 0
         for runner in runners:
             await runner.restore()  # before the frame and the start-up panel read the cursor
+        warn_untraded_positions(
+            settings,
+            lambda mode: ledger.order_log(strategy.name, label, mode),
+            [(r.symbol, r.signal) for r in runners],
+        )
         session_options = LiveOptions(
             settle_ms=0 if simulated else int(settings.tick_settle_seconds * 1000),
             outage_budget_ms=int(settings.outage_budget_minutes * MINUTE_MS),

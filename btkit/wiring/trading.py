@@ -3,15 +3,20 @@ check that stands between `--trade live` and real money."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 from btkit.adapters.exchanges.replay import REPLAY
 from btkit.domain.errors import ConfigError
+from btkit.domain.model import OpenSignal
+from btkit.domain.orders import TradeMode
 from btkit.drivers.runner import NO_TRADING
 from btkit.drivers.trader import OpenPositions, Trader, TraderOptions
 from btkit.engine.risk import RiskLimits
 from btkit.ports import Broker, Clock, OrderLog, Trading
 from btkit.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def trader_options(settings: Settings) -> TraderOptions:
@@ -87,3 +92,31 @@ def check_trade_mode(settings: Settings, exchange_name: str, sandbox: bool) -> N
             f"to {settings.max_open_positions} open positions. To confirm, add --confirm-live "
             "or set BTKIT_CONFIRM_LIVE=1."
         )
+
+
+def warn_untraded_positions(
+    settings: Settings,
+    order_log: Callable[[TradeMode], OrderLog],
+    open_signals: Sequence[tuple[str, OpenSignal | None]],
+) -> None:
+    """`--trade off` on a signal that holds a paper or live position still only announces
+    it (as always), but its close will sell nothing and the next trading run halts the
+    symbol: say so at start, while the user can still choose the right mode."""
+    if settings.trade != "off":
+        return
+    for mode in ("paper", "live"):
+        orders = order_log(mode)
+        for symbol, signal in open_signals:
+            if signal is not None and signal.id in orders.open_trades(symbol):
+                log.warning(
+                    "%s: the open signal %s holds a %s position (see btkit positions), but "
+                    "this run has --trade off: it is monitored and announced only, its close "
+                    "sells nothing, and the next --trade %s run will halt %s. Stop and start "
+                    "again with --trade %s to keep trading it.",
+                    symbol,
+                    signal.id[:8],
+                    mode,
+                    mode,
+                    symbol,
+                    mode,
+                )
