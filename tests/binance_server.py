@@ -9,7 +9,12 @@ form body, X-MBX-APIKEY, timestamp within recvWindow): `account`, `order`
 `sapi` calls ccxt's load_markets makes with keys set. Orders go to the matching
 engine in `tests/binance_matching.py`, whose "now" the test moves.
 
-The real ccxt client is pointed at it with BTKIT_EXCHANGE_URL. Faults are
+The real ccxt client is pointed at it with BTKIT_EXCHANGE_URL. With `follow_klines`
+set, the engine's "now" follows the client instead of the test: after each klines
+answer it advances to the minute after the newest candle sent (that candle is closed,
+so the next minute's open is the price), never backwards. A `btkit live --start ...`
+run on simulated time then trades at the prices of the minute it is deciding on, and
+resting orders fill as its replay crosses them. Faults are
 injected on demand for the next `klines` requests (`inject`): 429 / 418 with
 Retry-After, 500 (code -1000), 503, responses slower than the client's timeout,
 malformed JSON, a full outage, missing candles, raw values ("NaN", null) in
@@ -166,6 +171,8 @@ class BinanceServer(LocalHttpServer):
         self.engine = Matching(
             candles, {a: [v, 0.0] for a, v in (balances or {}).items()}, now_ms=now_ms
         )
+        self.follow_klines = False
+        """The engine's "now" follows the newest minute the client asked klines for."""
         self._lock = threading.Lock()
         super().__init__()
         handler = self._http.RequestHandlerClass
@@ -199,6 +206,12 @@ class BinanceServer(LocalHttpServer):
         """The test's clock: move "now", filling resting orders the candles cross."""
         with self._lock:
             self.engine.advance_to(when_ms)
+
+    def _follow(self, when_ms: int) -> None:
+        """The client has seen every candle before `when_ms`: that minute is "now"."""
+        with self._lock:
+            if when_ms > self.engine.now_ms:
+                self.engine.advance_to(when_ms)
 
     def balance(self, asset: str) -> tuple[float, float]:
         with self._lock:
@@ -431,6 +444,8 @@ class BinanceServer(LocalHttpServer):
             ]
             for c in window.slice(first, first + limit).to_candles()
         ]
+        if self.follow_klines and rows:
+            self._follow(int(str(rows[-1][0])) + step)
         return self._send(request, 200, [self._raw(row) for row in rows])
 
     def _raw(self, row: list[object]) -> list[object]:
