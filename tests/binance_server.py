@@ -207,8 +207,12 @@ class BinanceServer(LocalHttpServer):
         with self._lock:
             self.engine.advance_to(when_ms)
 
-    def _follow(self, when_ms: int) -> None:
-        """The client has seen every candle before `when_ms`: that minute is "now"."""
+    def _follow(self, rows: list[list[object]], step: int) -> None:
+        """With `follow_klines`: the client has seen every candle up to the last row
+        sent, so the minute after it is "now"."""
+        if not self.follow_klines or not rows:
+            return
+        when_ms = int(str(rows[-1][0])) + step
         with self._lock:
             if when_ms > self.engine.now_ms:
                 self.engine.advance_to(when_ms)
@@ -444,8 +448,7 @@ class BinanceServer(LocalHttpServer):
             ]
             for c in window.slice(first, first + limit).to_candles()
         ]
-        if self.follow_klines and rows:
-            self._follow(int(str(rows[-1][0])) + step)
+        self._follow(rows, step)
         return self._send(request, 200, [self._raw(row) for row in rows])
 
     def _raw(self, row: list[object]) -> list[object]:

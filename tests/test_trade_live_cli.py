@@ -21,10 +21,15 @@ def test_a_live_run_opens_and_closes_positions_and_the_books_agree(project):
         closed = [e for e in events if e["action"] == "closed"]
         assert len(closed) >= 2
         roles = {e["trade"]["role"] for e in closed}
-        assert len(roles) >= 2 and roles <= {"exit", "take_profit", "stop_loss"}, roles
-        assert all(e["trade"]["status"] == "closed" for e in closed)
+        assert len(roles) >= 2, roles
+        assert roles <= {"exit", "take_profit", "stop_loss"}, roles
+        for e in closed:  # sold, or a protective leg filled first and nothing was left
+            assert e["trade"]["status"] == "closed" or "filled first" in e["trade"]["how"], e
+        # Every signal traded: a closed trade's unsellable dust once kept its slot, and
+        # after five closes every entry was skipped as over BTKIT_MAX_OPEN_POSITIONS.
         entries = [e["trade"] for e in events if e["action"] == "opened"]
-        assert entries and all(t["status"] == "closed" for t in entries)
+        assert entries
+        assert all(t["status"] == "closed" for t in entries)
         assert all(
             t["how"].startswith(("protected", "the price was already past")) for t in entries
         ), [t["how"] for t in entries]

@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from btkit.adapters.store.candle_csv import read_candle_csv
 from tests.binance_server import TRADE_KEY, TRADE_SECRET, BinanceServer
@@ -21,9 +20,9 @@ from btkit import Signal, get_average_price, strategy
 @strategy("quick-long", interval="5m", warmup_minutes=10)
 async def quick_long(symbol):
     price = await get_average_price(symbol)
-    return Signal("long", price, price * 1.003, price * 0.997, 20)
+    return Signal("long", price, price * 1.003, price * 0.997, 6)
 """
-"""Tight take-profit and stop-loss, 20 minutes to expiry: every exit path in a short run."""
+"""Tight take-profit and stop-loss, 6 minutes to expiry: every exit path in a short run."""
 
 START = "2018-01-20T06:00"
 QUOTE_START = 1.0
@@ -145,6 +144,8 @@ def check_account(server: BinanceServer, project: Project, *, halted: bool = Fal
     cost = sum(f.amount * f.price + f.fee for f in fills if f.side == "buy")
     proceeds = sum(f.amount * f.price - f.fee for f in fills if f.side == "sell")
     held = sum(f.amount if f.side == "buy" else -f.amount for f in fills)
-    assert abs(balances.get("BTC", 0.0) - (QUOTE_START - cost + proceeds)) < 1e-9
-    assert abs(balances.get("ETH", 0.0) - held) < 1e-9
+    quote = QUOTE_START - cost + proceeds
+    slack = 1e-8 * (len(fills) + 1)  # the stand-in answers fees to 8 decimals, keeps all
+    assert abs(balances.get("BTC", 0.0) - quote) < slack, (balances, quote, held)
+    assert abs(balances.get("ETH", 0.0) - held) < 1e-9, (balances, quote, held)
     assert bool(halts(project)) == halted, halts(project)

@@ -435,8 +435,8 @@ class Trader:
                 "rejected" if isinstance(exc, OrderRejectedError) else "halted"
             )
             return TradeReport(self._broker.mode, "exit", exit_id, status, how=why)
-        finally:
-            if not flow.held(self._log.fills(signal.id)) > 0:
+        finally:  # dust the filters cannot sell is no open position (it took a slot)
+            if self._rules is None or not self._holds(signal.id, self._rules):
                 self._positions.discard(self.symbol, signal.id)
 
     async def _exit(
@@ -711,9 +711,17 @@ class Trader:
         await self._sync_fills(signal.id, order.timestamp)
         return found.final
 
+    def _holds(self, signal_id: str, rules: MarketRules) -> bool:
+        """An order still live, or more than dust: the rest of a lot the exchange's
+        filters cannot sell (a buy's fee taken in the base) is no open position."""
+        if any(not o.final for o in self._log.orders(signal_id)):
+            return True
+        left = flow.held(self._log.fills(signal_id))
+        return flow.sellable(left, rules.amount_step, rules.min_amount) > 0
+
     async def _compare_account(self, signal: OpenSignal | None, when: int) -> None:
         rules = await self._market()
-        open_ids = self._log.open_trades(self.symbol)
+        open_ids = [s for s in self._log.open_trades(self.symbol) if self._holds(s, rules)]
         self._positions.set(self.symbol, open_ids)
         balances = await self._broker.balances()
         resting = await self._broker.open_orders(self.symbol)
