@@ -48,7 +48,9 @@ def trade_env(server: BinanceServer, **extra: str) -> dict[str, str]:
     }
 
 
-def live_args(end: str, *extra: str, start: str = START) -> tuple[str, ...]:
+def live_args(
+    end: str, *extra: str, start: str = START, stake: str = "0.01", confirm: bool = True
+) -> tuple[str, ...]:
     return (
         "live",
         "ETHBTC",
@@ -58,9 +60,9 @@ def live_args(end: str, *extra: str, start: str = START) -> tuple[str, ...]:
         "binance",
         "--trade",
         "live",
-        "--confirm-live",
+        *(("--confirm-live",) if confirm else ()),
         "--stake",
-        "0.01",
+        stake,
         "--json",
         "--speed",
         "max",
@@ -111,7 +113,13 @@ def digest(client_id: str) -> str:
     return client_id.rsplit("-", 1)[-1]
 
 
-def check_account(server: BinanceServer, project: Project, *, halted: bool = False) -> None:
+def check_account(
+    server: BinanceServer,
+    project: Project,
+    *,
+    halted: bool = False,
+    quote_start: float = QUOTE_START,
+) -> None:
     """One entry per signal, every position protected or closed, no orphan btk- order,
     the ledger's fills are the exchange's trades, the balances are what the fills say."""
     engine = server.engine
@@ -144,7 +152,7 @@ def check_account(server: BinanceServer, project: Project, *, halted: bool = Fal
     cost = sum(f.amount * f.price + f.fee for f in fills if f.side == "buy")
     proceeds = sum(f.amount * f.price - f.fee for f in fills if f.side == "sell")
     held = sum(f.amount if f.side == "buy" else -f.amount for f in fills)
-    quote = QUOTE_START - cost + proceeds
+    quote = quote_start - cost + proceeds
     slack = 1e-8 * (len(fills) + 1)  # the stand-in answers fees to 8 decimals, keeps all
     assert abs(balances.get("BTC", 0.0) - quote) < slack, (balances, quote, held)
     assert abs(balances.get("ETH", 0.0) - held) < 1e-9, (balances, quote, held)
