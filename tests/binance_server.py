@@ -171,6 +171,9 @@ class BinanceServer(LocalHttpServer):
         self.engine = Matching(
             candles, {a: [v, 0.0] for a, v in (balances or {}).items()}, now_ms=now_ms
         )
+        self.timeline: list[tuple[float, str, str]] = []
+        """(time.perf_counter(), "klines" | "order", symbol or client id): when each klines
+        answer left and each order request arrived, for bench/trade_latency.py."""
         self.follow_klines = False
         """The engine's "now" follows the newest minute the client asked klines for."""
         self._lock = threading.Lock()
@@ -285,6 +288,9 @@ class BinanceServer(LocalHttpServer):
         except ApiError as exc:
             return self._refuse(request, exc)
         order_call = method in ("POST", "DELETE")
+        if method == "POST" and "newClientOrderId" in params:
+            with self._lock:
+                self.timeline.append((time.perf_counter(), "order", params["newClientOrderId"]))
         fault = self._take_fault(self.faults.orders if order_call else self.faults.reads)
         if fault in _REFUSALS:
             status, answer, headers = _REFUSALS[fault]
@@ -449,7 +455,9 @@ class BinanceServer(LocalHttpServer):
             for c in window.slice(first, first + limit).to_candles()
         ]
         self._follow(rows, step)
-        return self._send(request, 200, [self._raw(row) for row in rows])
+        self._send(request, 200, [self._raw(row) for row in rows])
+        with self._lock:
+            self.timeline.append((time.perf_counter(), "klines", symbol))
 
     def _raw(self, row: list[object]) -> list[object]:
         raw = self.faults.raw.get(int(str(row[0])), {})
