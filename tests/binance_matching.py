@@ -542,8 +542,9 @@ class Matching:
 
     def advance_to(self, when_ms: int) -> None:
         """Move "now" to `when_ms`, filling resting orders the candles in between cross."""
+        start = self.now_ms  # _cross moves now_ms: every symbol walks from the same start
         for symbol, series in self.candles.items():
-            window = series.between(self.now_ms, when_ms)
+            window = series.between(start, when_ms)
             for t, high, low in zip(
                 window.timestamp.tolist(), window.high.tolist(), window.low.tolist(), strict=True
             ):

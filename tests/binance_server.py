@@ -9,7 +9,12 @@ form body, X-MBX-APIKEY, timestamp within recvWindow): `account`, `order`
 `sapi` calls ccxt's load_markets makes with keys set. Orders go to the matching
 engine in `tests/binance_matching.py`, whose "now" the test moves.
 
-The real ccxt client is pointed at it with BTKIT_EXCHANGE_URL. Faults are
+The real ccxt client is pointed at it with BTKIT_EXCHANGE_URL. With `follow_klines`
+set, the engine's "now" follows the client instead of the test: after each klines
+answer it advances to the minute after the newest candle sent (that candle is closed,
+so the next minute's open is the price), never backwards. A `btkit live --start ...`
+run on simulated time then trades at the prices of the minute it is deciding on, and
+resting orders fill as its replay crosses them. Faults are
 injected on demand for the next `klines` requests (`inject`): 429 / 418 with
 Retry-After, 500 (code -1000), 503, responses slower than the client's timeout,
 malformed JSON, a full outage, missing candles, raw values ("NaN", null) in
@@ -166,6 +171,11 @@ class BinanceServer(LocalHttpServer):
         self.engine = Matching(
             candles, {a: [v, 0.0] for a, v in (balances or {}).items()}, now_ms=now_ms
         )
+        self.timeline: list[tuple[float, str, str]] = []
+        """(time.perf_counter(), "klines" | "order", symbol or client id): when each klines
+        answer left and each order request arrived, for bench/trade_latency.py."""
+        self.follow_klines = False
+        """The engine's "now" follows the newest minute the client asked klines for."""
         self._lock = threading.Lock()
         super().__init__()
         handler = self._http.RequestHandlerClass
@@ -199,6 +209,16 @@ class BinanceServer(LocalHttpServer):
         """The test's clock: move "now", filling resting orders the candles cross."""
         with self._lock:
             self.engine.advance_to(when_ms)
+
+    def _follow(self, rows: list[list[object]], step: int) -> None:
+        """With `follow_klines`: the client has seen every candle up to the last row
+        sent, so the minute after it is "now"."""
+        if not self.follow_klines or not rows:
+            return
+        when_ms = int(str(rows[-1][0])) + step
+        with self._lock:
+            if when_ms > self.engine.now_ms:
+                self.engine.advance_to(when_ms)
 
     def balance(self, asset: str) -> tuple[float, float]:
         with self._lock:
@@ -268,6 +288,9 @@ class BinanceServer(LocalHttpServer):
         except ApiError as exc:
             return self._refuse(request, exc)
         order_call = method in ("POST", "DELETE")
+        if method == "POST" and "newClientOrderId" in params:
+            with self._lock:
+                self.timeline.append((time.perf_counter(), "order", params["newClientOrderId"]))
         fault = self._take_fault(self.faults.orders if order_call else self.faults.reads)
         if fault in _REFUSALS:
             status, answer, headers = _REFUSALS[fault]
@@ -431,7 +454,10 @@ class BinanceServer(LocalHttpServer):
             ]
             for c in window.slice(first, first + limit).to_candles()
         ]
-        return self._send(request, 200, [self._raw(row) for row in rows])
+        self._follow(rows, step)
+        self._send(request, 200, [self._raw(row) for row in rows])
+        with self._lock:
+            self.timeline.append((time.perf_counter(), "klines", symbol))
 
     def _raw(self, row: list[object]) -> list[object]:
         raw = self.faults.raw.get(int(str(row[0])), {})

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from btkit.domain.errors import ConfigError, TransientExchangeError
+from btkit.domain.errors import ConfigError, PriceCrossedError, TransientExchangeError
 from btkit.domain.model import ClosedResult, OpenSignal, Pnl
 from btkit.domain.orders import Fill, OrderRequest, OrderState, ProtectionRequest, client_order_id
 from btkit.drivers.trader import SHORT_SKIPPED, OpenPositions, Trader, TraderOptions
@@ -718,3 +718,34 @@ def test_the_runner_enters_and_a_stop_loss_fill_closes_the_signal_at_its_price()
     assert result.trade is not None
     assert result.trade.role == "stop_loss"
     assert broker.sent.count(client_order_id(opened.signal.id, "exit")) == 0
+
+
+class CrossedBroker(FakeBroker):
+    """Refuses the OCO as Binance does when the price is already past a leg."""
+
+    async def protect(self, request: ProtectionRequest) -> Any:
+        raise PriceCrossedError("binance protect S: refused (Stop price would trigger)")
+
+
+def test_an_oco_the_price_has_passed_is_sold_at_once_not_left_naked():
+    broker, log = CrossedBroker(), FakeOrderLog()
+    driver = trader(broker, log)
+    report = run(driver.enter(SIGNAL, T0, 100.0))
+    assert report is not None
+    assert "already past the stop-loss" in report.how
+    assert broker.sent == [ENTRY, EXIT]
+    assert driver.halted is None
+    exit_order = next(o for o in log.orders(SIGNAL.id) if o.client_id == EXIT)
+    assert exit_order.status == "closed"
+    assert exit_order.message.endswith("stop_loss")  # the reason a restart closes it with
+
+
+def test_dust_left_after_a_trade_takes_no_position_slot():
+    broker, log, positions = FakeBroker(), FakeOrderLog(), OpenPositions()
+    first = trader(broker, log, positions=positions, limits=RiskLimits(max_open_positions=1))
+    assert run(first.enter(SIGNAL, T0, 100.0)).status == "closed"  # type: ignore[union-attr]
+    dust = Fill("dust", ENTRY, "S", "buy", 0.0004, 100.0, 0.0, T0)
+    run(log.record_fills(SIGNAL.id, [dust]))  # less than the 0.001 lot: unsellable
+    run(first.exit(closed()))
+    other = dataclasses.replace(SIGNAL, id="sig-2")
+    assert run(first.enter(other, T0, 100.0)).status == "closed"  # type: ignore[union-attr]

@@ -84,6 +84,12 @@ class InsufficientFundsError(OrderRejectedError):
     pass
 
 
+class PriceCrossedError(OrderRejectedError):
+    """A protective order refused because the price is already past it: a stop would
+    trigger at once or a maker limit would take (Binance -2010 "Stop price would
+    trigger immediately" / "Order would immediately match and take")."""
+
+
 class OrderUncertainError(OrderError):
     """The request may have reached the exchange: the order may exist. Never resend
     without looking it up by its client id first."""

@@ -23,6 +23,7 @@ from btkit.domain.errors import (
     OrderError,
     OrderRejectedError,
     OrderUncertainError,
+    PriceCrossedError,
 )
 from btkit.domain.model import ClosedResult, OpenSignal
 from btkit.domain.orders import (
@@ -323,6 +324,11 @@ class Trader:
         crash_point("order:protect-intent")
         try:
             state = await self._place_protection(request)
+        except PriceCrossedError as exc:
+            await self._log.record_protection(
+                signal.id, _protection_intent(request, when, "rejected", str(exc))
+            )
+            return await self._sell_crossed(signal, amount, when, exc)
         except OrderRejectedError as exc:
             reason = (
                 f"the exchange refused the protective orders for {signal.id} ({exc}): "
@@ -343,6 +349,34 @@ class Trader:
             f"protected {amount:g}: take-profit {request.take_profit:g}, "
             f"stop-loss {request.stop_loss:g}"
         )
+
+    async def _sell_crossed(
+        self, signal: OpenSignal, amount: float, when: int, exc: PriceCrossedError
+    ) -> str:
+        """The price is already past the take-profit or the stop-loss (the entry filled
+        beyond it, or the price moved before the OCO arrived): do what the OCO would do,
+        at once, rather than hold a naked position. The model's exit finds this sale."""
+        exit_id = client_order_id(signal.id, "exit")
+        request = OrderRequest(signal.id, "exit", self.symbol, "sell", "market", amount, exit_id)
+        state = await self._send(request, when, "order:crossed-exit-intent")
+        if isinstance(state, TradeReport):
+            reason = (
+                f"the price is past the protective prices of {signal.id} ({exc}) and selling "
+                f"at market failed ({state.how}): {amount:g} is held WITHOUT a stop. Sell it "
+                "by hand on the exchange, then restart btkit"
+            )
+            await self._halt(reason, when)
+            return reason
+        price = state.average if state.average is not None else 0.0
+        crossed = "take_profit" if price >= signal.price_take_profit else "stop_loss"
+        message = flow.MODEL_REASON_PREFIX + crossed
+        await self._log.record_order(signal.id, dataclasses.replace(state, message=message))
+        how = (
+            f"the price was already past the {crossed.replace('_', '-')} when the "
+            f"protective orders were sent: sold {state.filled:g} at market"
+        )
+        log.warning("%s: %s (%s)", self.symbol, how, exit_id)
+        return how
 
     async def _place_protection(self, request: ProtectionRequest) -> ProtectionState:
         for attempt in range(self._options.lookups):
@@ -401,8 +435,8 @@ class Trader:
                 "rejected" if isinstance(exc, OrderRejectedError) else "halted"
             )
             return TradeReport(self._broker.mode, "exit", exit_id, status, how=why)
-        finally:
-            if not flow.held(self._log.fills(signal.id)) > 0:
+        finally:  # dust the filters cannot sell is no open position (it took a slot)
+            if self._rules is None or not self._holds(signal.id, self._rules):
                 self._positions.discard(self.symbol, signal.id)
 
     async def _exit(
@@ -677,9 +711,17 @@ class Trader:
         await self._sync_fills(signal.id, order.timestamp)
         return found.final
 
+    def _holds(self, signal_id: str, rules: MarketRules) -> bool:
+        """An order still live, or more than dust: the rest of a lot the exchange's
+        filters cannot sell (a buy's fee taken in the base) is no open position."""
+        if any(not o.final for o in self._log.orders(signal_id)):
+            return True
+        left = flow.held(self._log.fills(signal_id))
+        return flow.sellable(left, rules.amount_step, rules.min_amount) > 0
+
     async def _compare_account(self, signal: OpenSignal | None, when: int) -> None:
         rules = await self._market()
-        open_ids = self._log.open_trades(self.symbol)
+        open_ids = [s for s in self._log.open_trades(self.symbol) if self._holds(s, rules)]
         self._positions.set(self.symbol, open_ids)
         balances = await self._broker.balances()
         resting = await self._broker.open_orders(self.symbol)

@@ -40,6 +40,7 @@ from btkit.domain.errors import (
     OrderRejectedError,
     OrderUncertainError,
     PermanentExchangeError,
+    PriceCrossedError,
     TransientExchangeError,
 )
 from btkit.domain.orders import (
@@ -184,6 +185,8 @@ class CcxtBroker:
             yield
         except ccxt.InsufficientFunds as exc:
             raise InsufficientFundsError(self._says(what, "insufficient balance", exc)) from None
+        except ccxt.OrderImmediatelyFillable as exc:
+            raise PriceCrossedError(self._says(what, "the price is already past it", exc)) from None
         except (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.AccountSuspended) as exc:
             raise PermanentExchangeError(
                 f"{self.name} refused the API credentials for {what} ({type(exc).__name__}). "
