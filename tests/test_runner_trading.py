@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from btkit.domain.model import ClosedResult, IdleResult, OpenedResult
+from btkit.domain.model import ClosedResult, OpenedResult
 from btkit.domain.orders import TradeReport
 from btkit.drivers.runner import SymbolRunner
 from btkit.engine.pnl import Costs
@@ -69,11 +69,12 @@ def test_a_protective_fill_closes_the_signal_with_its_reason_at_the_fill_price()
     assert [action for _, action, _ in log.events] == ["opened", "closed"]
 
 
-def test_a_halted_symbol_opens_nothing_new():
+def test_a_halted_symbol_still_opens_signals_and_leaves_the_orders_to_trading():
+    """A halt stops orders, not the model: the signal opens as in a backtest and the
+    Trader (asked to enter) answers `halted` without an order."""
     trading = ScriptedTrading()
     trading.halted = "the exchange holds an order btkit does not know"
     runner = runner_with(trading)
     result = asyncio.run(runner.tick(minute(5)))
-    assert isinstance(result, IdleResult)
-    assert ("enter", None) not in trading.calls
-    assert [c[0] for c in trading.calls] == ["restore", "check"]
+    assert isinstance(result, OpenedResult)
+    assert [c[0] for c in trading.calls] == ["restore", "check", "enter"]

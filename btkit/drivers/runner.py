@@ -239,8 +239,9 @@ class SymbolRunner:
     async def _tick_without_signal(self, when: int) -> TickResult | None:
         if self.trading is not NO_TRADING:  # reconcile on the timer even without a signal
             await self.trading.check(None, when)
-        stopped = self.stopped or self.trading.halted is not None
-        need = step.plan_tick(self.state, when, self.strategy.interval_ms, stopped=stopped)
+        # a trading halt stops orders, not the model: the signal still opens (and its
+        # event says `halted`), so the model's record stays the backtest's
+        need = step.plan_tick(self.state, when, self.strategy.interval_ms, stopped=self.stopped)
         if need == "call_strategy":
             raw = await self._call_strategy()  # an exchange failure in it skips the tick
             self.state = step.after_call(self.state, when)
