@@ -141,14 +141,54 @@ def test_a_lost_response_is_looked_up_never_sent_twice():
     assert len(log.fills(SIGNAL.id)) == 1
 
 
-def test_a_timeout_the_exchange_never_saw_is_sent_again_with_the_same_id():
+def test_a_timeout_is_looked_up_and_never_sent_again_in_the_same_run():
+    """An order the exchange does not show yet may still execute: sending it again could
+    buy twice, so the symbol halts and the intent stays for reconciliation to look up."""
     broker, log = FakeBroker(), FakeOrderLog()
     broker.faults = ["timeout"]
-    report = run(trader(broker, log).enter(SIGNAL, T0, 100.0))
+    t = trader(broker, log, lookups=3)
+    report = run(t.enter(SIGNAL, T0, 100.0))
     assert report is not None
-    assert report.status == "closed"
-    assert entries_sent(broker) == 1
-    assert broker.wallet["B"] == 10.0
+    assert report.status == "halted"
+    assert entries_sent(broker) == 0
+    assert broker.wallet["B"] == 0.0
+    assert [o.status for o in log.orders(SIGNAL.id)] == ["new"]
+    assert t.halted is not None
+    assert "not sent again" in t.halted
+
+
+class NoTradesBroker(FakeBroker):
+    """The trades endpoint fails (Binance's myTrades can fail or lag the order's answer)."""
+
+    async def fills(self, symbol: str, since_ms: int) -> list[Fill]:
+        raise TransientExchangeError("myTrades: 502 Bad Gateway")
+
+
+def test_an_entry_whose_trades_cannot_be_read_is_still_protected_and_sold():
+    broker, log = NoTradesBroker(), FakeOrderLog()
+    t = trader(broker, log)
+    report = run(t.enter(SIGNAL, T0, 100.0))
+    assert report is not None
+    assert report.filled == 10.0
+    assert [leg.amount for leg in broker.lists[LIST].legs] == [10.0, 10.0]
+    assert t.halted is None
+    exit_report = run(t.exit(closed()))
+    assert exit_report is not None
+    assert exit_report.filled == 10.0
+    assert broker.wallet["B"] == 0.0
+
+
+def test_an_exit_that_sells_only_part_halts_and_says_what_is_still_held():
+    broker, log = FakeBroker(), FakeOrderLog()
+    t = trader(broker, log)
+    run(t.enter(SIGNAL, T0, 100.0))
+    broker.faults = ["partial"]
+    report = run(t.exit(closed()))
+    assert report is not None
+    assert report.status == "halted"
+    assert broker.wallet["B"] == 5.0
+    assert t.halted is not None
+    assert "5 is still held WITHOUT protection" in t.halted
 
 
 class Http503Broker(FakeBroker):
@@ -644,6 +684,16 @@ def test_live_without_confirmation_says_what_would_happen():
 def test_live_without_credentials_names_the_variables():
     with pytest.raises(ConfigError, match="BTKIT_CREDENTIALS__BINANCE__API_KEY"):
         check_trade_mode(settings(trade="live", confirm_live=True), "binance", False)
+
+
+def test_live_with_blank_credentials_names_the_variables():
+    settings = Settings(
+        trade="live",
+        confirm_live=True,
+        credentials={"binance": {"api_key": " ", "secret": ""}},
+    )
+    with pytest.raises(ConfigError, match="BTKIT_CREDENTIALS__BINANCE__API_KEY"):
+        check_trade_mode(settings, "binance", sandbox=False)
 
 
 def test_live_on_replay_is_refused_and_paper_passes():

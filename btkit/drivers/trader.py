@@ -253,23 +253,24 @@ class Trader:
         return state if cancelled is None else cancelled
 
     async def _place(self, request: OrderRequest) -> OrderState:
-        """Place; after an uncertain outcome look the order up and resend only if the
-        exchange surely never had it. `_Unknown` when the exchange cannot tell."""
+        """Place once. After an uncertain outcome, look the order up (spaced lookups) and
+        never send it again in this run: an order the exchange does not show yet may still
+        execute (Binance accepts a reused client id once the first is filled, so a second
+        send could buy twice). Still not found: `_Unknown`; the intent stays `new`, so
+        reconciliation keeps looking it up."""
+        try:
+            return await self._broker.place(request)
+        except (OrderUncertainError, ExchangeError) as exc:  # it may have arrived
+            log.warning("%s: %s; looking %s up", self.symbol, exc, request.client_id)
         for attempt in range(self._options.lookups):
-            try:
-                return await self._broker.place(request)
-            except (OrderUncertainError, ExchangeError) as exc:  # it may have arrived
-                log.warning("%s: %s; looking %s up", self.symbol, exc, request.client_id)
             await self._pause(attempt)
             found = await self._find(request.client_id)
             if found is not None:
                 return found
-            log.warning(
-                "%s: the exchange never had %s: sending it again", self.symbol, request.client_id
-            )
         raise _Unknown(
-            f"could not learn whether order {request.client_id} reached the exchange after "
-            f"{self._options.lookups} attempts: check the exchange's orders, then restart btkit"
+            f"the answer to order {request.client_id} was lost and the exchange does not show "
+            f"it after {self._options.lookups} lookups; it is not sent again (it may still "
+            "execute late). Check the exchange's orders, then restart btkit"
         )
 
     async def _find(self, client_id: str) -> OrderState | None:
@@ -301,14 +302,46 @@ class Trader:
         if unique:
             await self._log.record_fills(signal_id, unique)
 
+    async def _held(self, signal_id: str, since: int) -> float:
+        """Base the signal holds, by its recorded fills; when its orders filled but their
+        trades could not be read (the trades endpoint failed or lags), by the orders'
+        filled amounts, capped by the free base balance, rather than "nothing held"."""
+        fills = self._log.fills(signal_id)
+        orders = self._log.orders(signal_id)
+        bought = sum(o.filled for o in orders if o.side == "buy")
+        if fills or bought <= 0:
+            return flow.held(fills)
+        await self._sync_fills(signal_id, since)
+        fills = self._log.fills(signal_id)
+        if fills:
+            return flow.held(fills)
+        sold = sum(o.filled for o in orders if o.side == "sell")
+        rules = await self._market()
+        free = (await self._broker.balances()).get(rules.base)
+        estimate = max(min(bought - sold, free.free if free is not None else 0.0), 0.0)
+        log.warning(
+            "%s: the trades of signal %s could not be read; going by its orders: %g held",
+            self.symbol,
+            signal_id,
+            estimate,
+        )
+        return estimate
+
     # --- protection ------------------------------------------------------------------
 
     async def _protect(self, signal: OpenSignal, when: int) -> str:
         """Place the OCO for what is held; a few words on how it went."""
         rules = await self._market()
-        amount = flow.sellable(
-            flow.held(self._log.fills(signal.id)), rules.amount_step, rules.min_amount
-        )
+        try:
+            held = await self._held(signal.id, signal.timestamp)
+        except ExchangeError as exc:
+            reason = (
+                f"the entry of {signal.id} filled but neither its trades nor the balance could "
+                f"be read ({exc}): it is held WITHOUT a stop. Check the exchange, then restart"
+            )
+            await self._halt(reason, when)
+            return reason
+        amount = flow.sellable(held, rules.amount_step, rules.min_amount)
         list_id = client_order_id(signal.id, "protection")
         if amount <= 0:
             return "nothing held to protect"
@@ -412,7 +445,11 @@ class Trader:
         if signal.position != "long":
             return None
         orders = self._log.orders(signal.id)
-        never_filled = not self._log.fills(signal.id) and all(o.final for o in orders)
+        never_filled = (
+            not self._log.fills(signal.id)
+            and all(o.final for o in orders)
+            and not any(o.side == "buy" and o.filled > 0 for o in orders)
+        )
         if not any(o.role == "entry" for o in orders) or never_filled:
             return None
         exit_id = client_order_id(signal.id, "exit")
@@ -467,7 +504,7 @@ class Trader:
         if found is None or found.status == "rejected":
             rules = await self._market()
             amount = flow.sellable(
-                flow.held(self._log.fills(signal.id)), rules.amount_step, rules.min_amount
+                await self._held(signal.id, signal.timestamp), rules.amount_step, rules.min_amount
             )
             if amount <= 0:
                 done = dataclasses.replace(recorded, status="canceled", message=recorded.message)
@@ -499,7 +536,20 @@ class Trader:
         )
         await self._sync_fills(signal.id, signal.timestamp)
         crash_point("order:exit-sent")
-        return _report(mode, state, result.current_price)
+        report = _report(mode, state, result.current_price)
+        rules = await self._market()
+        left = flow.sellable(
+            flow.held(self._log.fills(signal.id)), rules.amount_step, rules.min_amount
+        )
+        if left > 0:  # a part-filled sell (or an earlier crossed sale): never silently naked
+            why = (
+                f"the exit of signal {signal.id} sold only part of the position: {left:g} is "
+                "still held WITHOUT protection. Sell it by hand on the exchange, then restart "
+                "btkit"
+            )
+            await self._halt(why, when)
+            return dataclasses.replace(report, status="halted", how=_join(report.how, why))
+        return report
 
     async def _cancel_protection(self, signal_id: str) -> None:
         legs = [o for o in self._log.orders(signal_id) if o.role in flow.PROTECTION_ROLES]

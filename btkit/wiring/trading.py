@@ -73,7 +73,10 @@ def check_trade_mode(settings: Settings, exchange_name: str, sandbox: bool) -> N
             "with replay, or name an exchange such as binance."
         )
     keys = settings.credentials.get(exchange_name.lower())
-    if keys is None:
+    blank = keys is not None and not (
+        keys.api_key.get_secret_value().strip() and keys.secret.get_secret_value().strip()
+    )
+    if keys is None or blank:
         prefix = f"BTKIT_CREDENTIALS__{exchange_name.upper()}__"
         raise ConfigError(
             f"--trade live on {exchange_name} needs API keys: set {prefix}API_KEY and "
