@@ -24,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Protocol
+import functools
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Protocol, TypeVar
 
 from btkit.adapters.brokers.paper_fills import (
     apply_fill,
@@ -63,6 +64,8 @@ from btkit.domain.orders import (
 )
 from btkit.engine.sizing import round_down
 from btkit.ports import Clock, MarketData, OrderBookSource
+
+_Found = TypeVar("_Found")
 
 BOOK_DEPTH = 100
 """Levels asked of the order book per market order."""
@@ -548,6 +551,27 @@ class PaperBroker:
         await self._settle_lists(symbol)
         await self._settle_limits(symbol)
 
+    async def _first_unseen(
+        self,
+        key: str,
+        placed_at: int,
+        symbol: str,
+        find: Callable[..., _Found | None],
+    ) -> _Found | None:
+        """The first thing `find(open times, highs, lows, since=...)` sees in the candles
+        not yet looked at for `key`; the chunks walked past are remembered."""
+        async with contextlib.aclosing(self._unseen(key, placed_at, symbol)) as unseen:
+            async for since, window in unseen:
+                found = find(
+                    window.timestamp.tolist(),
+                    window.high.tolist(),
+                    window.low.tolist(),
+                    since=since,
+                )
+                if found is not None:
+                    return found
+        return None
+
     async def _unseen(
         self, key: str, placed_at: int, symbol: str
     ) -> AsyncGenerator[tuple[int, Candles], None]:
@@ -577,20 +601,14 @@ class PaperBroker:
         ]
         for item in resting:
             list_id = item.state.list_client_id
-            trigger = None
-            chunks = contextlib.aclosing(self._unseen(list_id, item.placed_at, symbol))
-            async with chunks as unseen:
-                async for since, window in unseen:
-                    trigger = first_trigger(
-                        window.timestamp.tolist(),
-                        window.high.tolist(),
-                        window.low.tolist(),
-                        take_profit=item.take_profit,
-                        stop_loss=item.stop_loss,
-                        since=since,
-                    )
-                    if trigger is not None:
-                        break
+            trigger = await self._first_unseen(
+                list_id,
+                item.placed_at,
+                symbol,
+                functools.partial(
+                    first_trigger, take_profit=item.take_profit, stop_loss=item.stop_loss
+                ),
+            )
             if trigger is None:
                 continue
             async with self._changing() as state:
@@ -605,20 +623,12 @@ class PaperBroker:
         state = self._state
         waiting = [r for r in state.resting.values() if state.orders[r.client_id].symbol == symbol]
         for item in waiting:
-            touched = None
-            chunks = contextlib.aclosing(self._unseen(item.client_id, item.placed_at, symbol))
-            async with chunks as unseen:
-                async for since, window in unseen:
-                    touched = first_touch(
-                        window.timestamp.tolist(),
-                        window.high.tolist(),
-                        window.low.tolist(),
-                        side=item.side,
-                        price=item.price,
-                        since=since,
-                    )
-                    if touched is not None:
-                        break
+            touched = await self._first_unseen(
+                item.client_id,
+                item.placed_at,
+                symbol,
+                functools.partial(first_touch, side=item.side, price=item.price),
+            )
             if touched is None:
                 continue
             async with self._changing() as state:
