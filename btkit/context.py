@@ -7,7 +7,7 @@ Strategies never pass times or names: while a tick runs, `get_candles` and
 from __future__ import annotations
 
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from btkit.engine.params import Value
@@ -29,6 +29,8 @@ class MethodContext:
     strategy_name: str
     exchange_name: str
     frame_name: str = ""
+    values: tuple[tuple[str, Value], ...] = field(default=(), compare=False, repr=False)
+    """The strategy's parameter values, for `param()` inside the tick."""
 
 
 _Tick = tuple[int, str, bool, MethodContext, MarketData]
@@ -60,13 +62,15 @@ def param(name: str) -> Value:
 
     Its default, unless `btkit sweep` or `--params NAME` chose another value.
     """
-    try:
-        values = _params.get()
-    except LookupError:
+    values = _params.get(None)  # set around a call made outside a tick (`bound_values`)
+    if values is None:
+        tick = _tick.get(None)  # else the runner's tick carries them: no wrapper per call
+        values = tick[3].values if tick is not None and tick[3].values else None
+    if values is None:
         raise RuntimeError(
             f"param({name!r}) is only available inside a strategy that declares parameters "
             "(`@strategy(..., params={...})`), while btkit runs it"
-        ) from None
+        )
     for key, value in values:
         if key == name:
             return value

@@ -17,13 +17,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from btkit.context import bound_values
 from btkit.domain.errors import ConfigError, StrategyLoadError
 from btkit.domain.model import Signal
 from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
 from btkit.engine.params import Space, Value, Values, check_space, checked_values, name_suffix
+
+if TYPE_CHECKING:
+    from btkit.market.screen_mask import Screen
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,8 @@ class StrategyDef:
     """The name in `@strategy(...)`; `name` adds the values once bound (`name+fast:10`)."""
     unbound: StrategyDef | None = None
     """The functions as written, before `param()` values were wrapped around them."""
+    screen: Screen | None = None
+    """Backtests only: candle columns in, per candle whether a signal may open right after."""
 
     @property
     def interval_ms(self) -> int:
@@ -92,6 +97,7 @@ def strategy(
     on_close: Callback | None = None,
     on_tick: Callback | None = None,
     params: Space | None = None,
+    screen: Screen | None = None,
 ) -> Callable[[SignalFunction], StrategyDef]:
     """Declare an async `get_signal(symbol)` as the strategy `name`.
 
@@ -101,6 +107,17 @@ def strategy(
     declares tunable parameters (`{"fast": IntRange(5, 50, step=5)}`) that the
     code reads with `param("fast")`: their defaults unless `btkit sweep` or
     `--params NAME` binds other values.
+
+    `screen` makes backtests and sweeps fast for a strategy that rarely signals:
+    a plain function given `Candles` (read its columns, `.close` etc., as whole
+    arrays) that returns one bool per candle: False where `get_signal` surely
+    returns None at the tick right after that candle finished. The backtest
+    then skips those calls (counted as answered None); `get_signal` still makes
+    every decision, so a screen that is too generous only costs time, while one
+    that wrongly says False loses signals: `btkit backtest --check-screen`
+    checks it. The first rows lack history (the arrays start about
+    `warmup_minutes` before the rows that count): answer True where unsure.
+    Live runs ignore the screen.
     """
     if interval not in SIGNAL_INTERVALS:
         raise ValueError(
@@ -130,6 +147,7 @@ def strategy(
             on_tick,
             params=tuple(space.items()),
             declared_name=name,
+            screen=screen,
         )
         # No parameters: the functions run as written, exactly as before parameters existed.
         return _wrapped(written, defaults) if space else written
@@ -155,7 +173,21 @@ def _wrapped(written: StrategyDef, values: dict[str, Value]) -> StrategyDef:
         on_idle=_wrapped_callback(written.on_idle, frozen),
         on_close=_wrapped_callback(written.on_close, frozen),
         on_tick=_wrapped_callback(written.on_tick, frozen),
+        screen=_wrapped_screen(written.screen, frozen),
     )
+
+
+def _wrapped_screen(screen: Screen | None, values: tuple[tuple[str, Value], ...]) -> Screen | None:
+    """`screen` seeing `values` through `param()`, as `get_signal` does."""
+    if screen is None:
+        return None
+    function = screen
+
+    def call(candles: Any) -> Any:
+        with bound_values(values):
+            return function(candles)
+
+    return call
 
 
 def _wrapped_callback(

@@ -6,7 +6,9 @@ above the slow one it goes long, below it goes short. Take-profit and stop-loss
 sit at a multiple of the recent average 1m range, never closer than 0.4 % (the
 round-trip cost of fees and slippage), and the signal expires after an hour.
 The two lengths are tunable: `btkit sweep ETHBTC --strategy my-strategy` tries
-others (declared in `params=`, read with `param(...)`).
+others (declared in `params=`, read with `param(...)`). Backtests call it only
+where `may_cross`, the same rule over whole columns, says the averages may have
+crossed: `screen=` in the API, checked by `btkit backtest --check-screen`.
 
 It is an example of the API to copy, not a money-maker: on the shipped January
 2018 candles it loses about 0.4 % per trade after costs (see `btkit backtest`).
@@ -14,12 +16,41 @@ It is an example of the API to copy, not a money-maker: on the shipped January
 
 from statistics import fmean
 
-from btkit import IntRange, Signal, get_average_price, get_candles, param, strategy
+import numpy as np
+
+from btkit import Candles, IntRange, Signal, get_average_price, get_candles, param, strategy
 
 FAST = 10
 SLOW = 30
 LOOKBACK = 5  # minutes between the two comparisons: the strategy's interval
 MIN_DISTANCE = 0.004  # 0.4 % of the price
+TOLERANCE = 1e-9  # relative: far above the rounding of a 60-close sum (1e-14)
+
+
+def may_cross(candles: Candles) -> np.ndarray:
+    """Per candle: may the averages have crossed at the tick right after it finished?
+
+    The screen of `my_strategy` (backtests skip every other tick): the same
+    crossing rule over whole columns, with a margin for rounding, and True
+    where these arrays hold too little history to tell.
+    """
+    fast, slow = int(param("fast")), int(param("slow"))
+    close = candles.close
+    maybe = np.ones(len(close), dtype=bool)
+    if len(close) < slow + LOOKBACK:
+        return maybe
+
+    def average(length: int) -> np.ndarray:  # of the `length` closes ending at each row
+        return np.convolve(close, np.ones(length), "valid")[slow - length :] / length
+
+    fast_mean, slow_mean = average(fast), average(slow)  # from row slow - 1 on
+    fast_now, slow_now = fast_mean[LOOKBACK:], slow_mean[LOOKBACK:]
+    fast_then, slow_then = fast_mean[:-LOOKBACK], slow_mean[:-LOOKBACK]
+    margin = TOLERANCE * np.abs(slow_now)
+    up = (fast_then <= slow_then + margin) & (fast_now > slow_now - margin)
+    down = (fast_then >= slow_then - margin) & (fast_now < slow_now + margin)
+    maybe[slow + LOOKBACK - 1 :] = up | down
+    return maybe
 
 
 @strategy(
@@ -30,6 +61,7 @@ MIN_DISTANCE = 0.004  # 0.4 % of the price
         "fast": IntRange(5, 25, step=5, default=FAST),
         "slow": IntRange(20, 60, step=10, default=SLOW),
     },
+    screen=may_cross,
 )
 async def my_strategy(symbol: str) -> Signal | None:
     fast, slow = int(param("fast")), int(param("slow"))

@@ -30,7 +30,7 @@ from btkit.engine.pnl import Costs
 from btkit.market.arrays import CandleArrays
 from btkit.settings import Settings
 from btkit.strategies import StrategyDef, resolve_strategy
-from btkit.wiring.backtest import open_backtest_run
+from btkit.wiring.backtest import ScreenUse, open_backtest_run
 
 if TYPE_CHECKING:
     import multiprocessing
@@ -50,6 +50,8 @@ class BacktestJob:
     costs: Costs
     params: tuple[tuple[str, Value], ...] = ()
     """Parameter values bound to the strategy (`--params NAME`); none: as declared."""
+    screen: ScreenUse = "use"
+    """The strategy's screen: used, ignored (`--no-screen`) or checked (`--check-screen`)."""
 
 
 @dataclass
@@ -90,6 +92,7 @@ def plan(
     end: int | None = None,
     step: str = "1m",
     params: Values | None = None,
+    screen: ScreenUse = "use",
 ) -> Plan:
     """Check strategy, files and ranges before any work starts.
 
@@ -130,6 +133,7 @@ def plan(
                 frame,
                 settings.costs,
                 tuple(params.items()) if params is not None else (),
+                screen,
             )
         )
     return Plan(strategy, jobs, history)
@@ -147,6 +151,7 @@ def prepare(
         frame=job.frame,
         costs=job.costs,
         candles=candles,
+        screen=job.screen,
     )
 
 

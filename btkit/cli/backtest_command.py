@@ -28,6 +28,7 @@ from btkit.domain.timefmt import format_time
 from btkit.engine.params import Value
 from btkit.engine.statistics import Trade, summarize
 from btkit.settings import Settings
+from btkit.wiring.backtest import ScreenUse
 from btkit.wiring.runs import RunInfo, record_backtest_run
 
 
@@ -65,6 +66,7 @@ def run_backtest_command(
     workers: int | None,
     step: str = "1m",
     params: dict[str, Value] | None = None,
+    screen: ScreenUse = "use",
     stdout: Console,
     stderr: Console,
 ) -> int:
@@ -72,7 +74,15 @@ def run_backtest_command(
     for folder in (settings.data_dir, report_path.parent):
         check_writable(folder)  # the ledger and the report: refuse before the work, not after
     planned = plan(
-        settings, symbols, strategy_name, exchange, start=start, end=end, step=step, params=params
+        settings,
+        symbols,
+        strategy_name,
+        exchange,
+        start=start,
+        end=end,
+        step=step,
+        params=params,
+        screen=screen,
     )
     strategy, jobs = planned.strategy, planned.jobs
     if out is None:  # bound parameters name the report too (`my-strategy+fast:10.md`)

@@ -422,6 +422,20 @@ def backtest(
         int | None, typer.Option(min=1, help="Processes for several symbols (default: cores)")
     ] = None,
     params: ParamsOption = None,
+    no_screen: Annotated[
+        bool,
+        _flag(
+            "--no-screen",
+            help="Ignore the strategy's screen: call get_signal at every due tick (slower)",
+        ),
+    ] = False,
+    check_screen: Annotated[
+        bool,
+        _flag(
+            "--check-screen",
+            help="Also call get_signal where the screen says no signal, and fail if one opens",
+        ),
+    ] = False,
     strategies_dir: StrategiesDir = None,
     data_dir: DataDir = None,
     logs_dir: LogsDir = None,
@@ -437,6 +451,8 @@ def backtest(
     _logging(settings, log_level, "WARNING")
     start_ms, end_ms = _times(start, end)
     values = _param_values(settings, strategy, params)
+    if no_screen and check_screen:
+        _fail("--no-screen and --check-screen contradict each other: choose one.", 2)
     _exit_with(
         lambda: run_backtest_command(
             settings,
@@ -450,6 +466,7 @@ def backtest(
             workers=workers,
             step=step,
             params=None if values is None else dict(values),
+            screen="off" if no_screen else "check" if check_screen else "use",
             stdout=_console(),
             stderr=Console(stderr=True, highlight=False),
         ),

@@ -4,21 +4,26 @@ With no open signal the driver jumps straight to the next tick at which
 `get_signal` is due (the ticks between can only be `idle`), and calls the same
 `SymbolRunner.tick` as live. Once a signal opens, `first_close_index` finds in
 one vectorised pass the tick at which the live loop would close it, and the
-runner closes it there through the same code as live.
+runner closes it there through the same code as live. A strategy with a
+`screen` also skips the due ticks its screen rules out (`ScreenMask`): those
+calls count as answered None, and every other due tick is called as live calls it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
+from btkit.domain.errors import StrategyError
 from btkit.domain.model import MINUTE_MS, ClosedResult, OpenedResult, OpenSignal
+from btkit.domain.timefmt import format_time
 from btkit.drivers.runner import SymbolRunner
 from btkit.engine.decision import next_signal_call_at
 from btkit.engine.frames import Frame
 from btkit.engine.scan import first_close_index
 from btkit.market.array_market import ArrayMarket
+from btkit.market.screen_mask import ScreenMask
 
 Progress = Callable[[int], None]
 """Called with the simulated time reached, now and then."""
@@ -37,6 +42,10 @@ class BacktestRun:
     still_open: OpenSignal | None = None
     opened: list[OpenedResult] = field(default_factory=list)
     stop_requested: bool = False
+    screen: ScreenMask | None = None
+    """The strategy's screen (None: every due tick calls `get_signal`)."""
+    check_screen: bool = False
+    """Call `get_signal` at the ticks the screen rules out too, and fail if one opens."""
 
     def request_stop(self) -> None:
         """End the run at its next tick (the API's stop handle); results so far stand."""
@@ -49,10 +58,10 @@ class BacktestRun:
         when = frame.start
         reported = when
         ticks = 0
+        await runner.restore()
+        screen = self.screen if self._screenable() else None
         while True:
-            due_at = next_signal_call_at(runner.last_signal_call, interval)
-            if due_at is not None and when < due_at:
-                when = frame.first_tick_from(due_at)  # the ticks before can only be idle
+            when = await self._next_due(when, interval, screen)
             if when > frame.end:
                 break
             ticks += 1
@@ -76,6 +85,46 @@ class BacktestRun:
             when = frame.next_tick_after(closed.close_timestamp)
         if self.progress is not None:
             self.progress(frame.end)
+
+    async def _next_due(self, when: int, interval: int, screen: ScreenMask | None) -> int:
+        """The first tick from `when` at which `get_signal` is due and not ruled out."""
+        due_at = next_signal_call_at(self.runner.last_signal_call, interval)
+        if due_at is not None and when < due_at:
+            when = self.frame.first_tick_from(due_at)  # the ticks before can only be idle
+        if screen is not None:
+            when = await self._past_ruled_out(screen, when, interval)
+        return when
+
+    def _screenable(self) -> bool:
+        """Skipping a call is only invisible when nothing else would have seen its tick."""
+        strategy = self.runner.strategy
+        return strategy.on_idle is None and strategy.on_tick is None
+
+    async def _past_ruled_out(self, screen: ScreenMask, when: int, interval: int) -> int:
+        """The first due tick from `when` that the screen does not rule out; the due
+        ticks before it are counted as calls that answered None (or checked)."""
+        if self.runner.failures.in_a_row:  # a failing strategy is called, and logged
+            return when
+        call_at = screen.next_call(when, interval, self.frame.end)
+        if call_at != when:
+            if self.check_screen:
+                await self._check_ruled_out(range(when, call_at, interval))
+            else:
+                self.runner.skip_screened((call_at - when) // interval, call_at - interval)
+        return call_at
+
+    async def _check_ruled_out(self, ticks: Iterable[int]) -> None:
+        """`--check-screen`: run the calls the screen ruled out; none may open a signal."""
+        for when in ticks:
+            result = await self.runner.tick(when)
+            if isinstance(result, OpenedResult):
+                raise StrategyError(
+                    f"the screen of strategy {self.runner.strategy.name} ruled out "
+                    f"{format_time(when)} for {self.runner.symbol}, but get_signal opened a "
+                    f"{result.signal.position} signal there. A screen must answer True "
+                    "wherever a signal may open. Fix it; until then, --no-screen calls "
+                    "get_signal at every due tick."
+                )
 
     async def _fast_forward(self, signal: OpenSignal) -> ClosedResult | None:
         first = signal.timestamp + MINUTE_MS

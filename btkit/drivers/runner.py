@@ -147,7 +147,12 @@ class SymbolRunner:
         self._ledger: EventLog = ledger or NoLedger()
         self.trading: Trading = trading or NO_TRADING
         """Orders for this symbol's signals (NoTrading: none)."""
-        self._method = MethodContext(strategy.name, exchange_name, frame_name)
+        self._method = MethodContext(strategy.name, exchange_name, frame_name, strategy.values)
+        unbound = strategy.unbound
+        self._get_signal = (
+            unbound.get_signal if unbound is not None and strategy.values else strategy.get_signal
+        )
+        """As written: its `param()` values ride on the tick, not on a wrapper per call."""
         self._key = step.SymbolKey(strategy.name, exchange_name, symbol)
         self.state: PersistedState = store.load()
         """The open signal, throttle and cursor; replaced whole by each step."""
@@ -298,6 +303,13 @@ class SymbolRunner:
         self.state = monitored.state
         return result
 
+    def skip_screened(self, count: int, last: int) -> None:
+        """`count` due calls up to `last` that the strategy's screen ruled out (backtests):
+        they end as a call answering None ends, without running the strategy."""
+        self.failures.calls += count
+        self.ticks += count
+        self.state = step.ruled_out(self.state, last)
+
     async def close_at(self, when: int, price: float) -> ClosedResult:
         """Close the open signal at a tick the backtest's scan found; same path as live."""
         await self.restore()
@@ -339,7 +351,7 @@ class SymbolRunner:
     async def _call_strategy(self) -> object:
         self.failures.calls += 1
         try:
-            call = self.strategy.get_signal(self.symbol)
+            call = self._get_signal(self.symbol)
             if self._timeout is None:  # unbounded (backtests): no extra coroutine per call
                 self._in_call = "get_signal"
                 try:

@@ -87,6 +87,12 @@ def after_call(state: PersistedState, when: int) -> PersistedState:
     return PersistedState(state.signal, when, state.last_tick)
 
 
+def ruled_out(state: PersistedState, when: int) -> PersistedState:
+    """After due calls that a backtest skipped because the strategy's screen ruled them
+    out, the last at `when`: what `after_call` then `idle_step` leave, without the result."""
+    return PersistedState(state.signal, when, when)
+
+
 def accept_signal(raw: object, key: SymbolKey, when: int) -> OpenSignal | Rejected | None:
     """The strategy's answer as a signal to open; None: no signal."""
     if raw is None:

@@ -106,16 +106,17 @@ class ArrayMarket:
 
     async def candles(self, symbol: str, interval: str, limit: int, when: int) -> Candles:
         """Views into the history (1m) or freshly rolled-up periods: no candle objects."""
-        self._check(symbol)
+        if symbol != self.symbol:
+            self._check(symbol)
         if limit <= 0:
             return EMPTY
         if interval == "1m":
             end = when - when % MINUTE_MS
-            h = self.history
             minutes = (end - self.first_tick) // MINUTE_MS
             stop = self._index_at(end, minutes - self._missing)
             self._missing = max(minutes - stop, 0)
             first = self._index_at(end - limit * MINUTE_MS, stop - limit)
+            h = self.history
             return Candles.of_views(
                 h.timestamp[first:stop],
                 h.open[first:stop],
@@ -135,12 +136,16 @@ class ArrayMarket:
         `guess` is checked first: a window a tick later than the last one, or a
         gapless one, is found without a binary search over the whole history.
         """
-        times, count = self._times, len(self._times)
-        guess = min(max(guess, 0), count)  # before or after the history: its edge
-        if (guess == count or timestamp_ms <= times[guess]) and (
-            guess == 0 or times[guess - 1] < timestamp_ms
-        ):
-            return guess
+        times = self._times
+        if 0 < guess < len(times):  # the usual case, inside the history
+            if times[guess - 1] < timestamp_ms <= times[guess]:
+                return guess
+        else:
+            guess = min(max(guess, 0), len(times))  # before or after the history: its edge
+            if (guess == len(times) or timestamp_ms <= times[guess]) and (
+                guess == 0 or times[guess - 1] < timestamp_ms
+            ):
+                return guess
         return int(self.history.timestamp.searchsorted(timestamp_ms))
 
     async def average_price(self, symbol: str, when: int) -> float | None:

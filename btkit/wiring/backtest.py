@@ -5,6 +5,8 @@ The run records into the ledger once, at the end (`open_ledger`); ticks write no
 
 from __future__ import annotations
 
+from typing import Literal
+
 from btkit.adapters.store.signal_state import MemorySignalStore
 from btkit.drivers.backtest import BacktestRun
 from btkit.drivers.runner import SymbolRunner
@@ -12,7 +14,11 @@ from btkit.engine.frames import Frame
 from btkit.engine.pnl import Costs
 from btkit.market.array_market import ArrayMarket
 from btkit.market.arrays import CandleArrays
+from btkit.market.screen_mask import ScreenMask
 from btkit.strategies import StrategyDef
+
+ScreenUse = Literal["use", "off", "check"]
+"""A strategy's screen: skip the calls it rules out, ignore it, or check it (`--check-screen`)."""
 
 
 def open_backtest_run(
@@ -23,6 +29,7 @@ def open_backtest_run(
     frame: Frame,
     costs: Costs,
     candles: CandleArrays,
+    screen: ScreenUse = "use",
 ) -> BacktestRun:
     market = ArrayMarket(symbol, candles)
     runner = SymbolRunner(
@@ -35,4 +42,17 @@ def open_backtest_run(
         backtest=True,
         frame_name=frame.name,
     )
-    return BacktestRun(runner, market, frame)
+    mask = None
+    if (
+        screen != "off"
+        and strategy.screen is not None
+        and strategy.interval_ms % frame.step_ms == 0
+    ):
+        # (due ticks are then evenly spaced: next_call steps through them arithmetically)
+        mask = ScreenMask(
+            strategy.screen,
+            market.history,
+            overlap=strategy.warmup_minutes,
+            name=strategy.name,
+        )
+    return BacktestRun(runner, market, frame, screen=mask, check_screen=screen == "check")
