@@ -3,8 +3,9 @@
     python bench/backtest_speed.py [--minutes N] [--repeat K]
     python bench/backtest_speed.py --minutes 1576800      # three years
 
-Prints, for (a) an always-long strategy (±1 % TP/SL, 120 min, interval 5m) and
-(b) my-strategy: the engine loop alone (wall and CPU time, candles/s, peak RSS)
+Prints, for (a) an always-long strategy (±1 % TP/SL, 120 min, interval 5m),
+(b) my-strategy and (c) my-strategy without its screen (`--no-screen`: every
+due tick calls get_signal): the engine loop alone (wall and CPU time, candles/s, peak RSS)
 and the whole `btkit backtest` command once the candle cache is built; then
 (b)/(a), the CPU time of each phase of the always-long command (imports, plan,
 engine, ledger, report with its picture), and the first (cold: CSV parse +
@@ -44,7 +45,7 @@ async def always_long(symbol):
 """
 
 ENGINE = """
-import asyncio, resource, sys, time
+import asyncio, dataclasses, resource, sys, time
 from pathlib import Path
 from btkit.app.backtest_jobs import plan, run_one
 from btkit.settings import Settings
@@ -52,7 +53,7 @@ root = Path(sys.argv[1])
 settings = Settings(strategies_dir=root / "strategies", data_dir=root / "data",
                     logs_dir=root / "logs")
 planned = plan(settings, ["BENCH"], sys.argv[2], "replay")
-jobs = planned.jobs
+jobs = [dataclasses.replace(job, screen=sys.argv[3]) for job in planned.jobs]
 started, cpu = time.perf_counter(), time.process_time()
 outcome = asyncio.run(run_one(jobs[0], planned.strategy, None, planned.history["BENCH"]))
 elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -106,7 +107,7 @@ def make_candles(path: Path, minutes: int) -> None:
             handle.write("{},{:.8f},{:.8f},{:.8f},{:.8f},{:.4f}\n".format(*row))
 
 
-def run_command(root: Path, strategy: str) -> tuple[float, float, float]:
+def run_command(root: Path, strategy: str, screen: str = "use") -> tuple[float, float, float]:
     """(wall s, CPU s, peak MB) of one `btkit backtest` process."""
     btkit = Path(sys.executable).with_name("btkit")
     command = [
@@ -121,6 +122,7 @@ def run_command(root: Path, strategy: str) -> tuple[float, float, float]:
         "strategies",
         "--logs-dir",
         "logs",
+        *(["--no-screen"] if screen == "off" else []),
     ]
     started = time.perf_counter()
     child = subprocess.Popen(
@@ -157,14 +159,15 @@ def main() -> None:
         )
         engines = {}
         commands = {}
-        for label, strategy in (
-            ("(a) always-long", "always-long"),
-            ("(b) my-strategy", "my-strategy"),
+        for label, strategy, screen in (
+            ("(a) always-long", "always-long", "use"),
+            ("(b) my-strategy", "my-strategy", "use"),
+            ("(c) my-strategy --no-screen", "my-strategy", "off"),
         ):
             engine = []
             for _ in range(args.repeat):
                 out = subprocess.run(
-                    [sys.executable, "-c", ENGINE, str(root), strategy],
+                    [sys.executable, "-c", ENGINE, str(root), strategy, screen],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -173,8 +176,8 @@ def main() -> None:
                 engine.append((float(seconds), float(cpu), int(minutes), int(closed), float(peak)))
             seconds, cpu, minutes, closed, peak = min(engine)
             cpu = min(run[1] for run in engine)
-            command = min(run_command(root, strategy) for _ in range(args.repeat))
-            engines[strategy], commands[strategy] = (seconds, cpu), command
+            command = min(run_command(root, strategy, screen) for _ in range(args.repeat))
+            engines[label], commands[label] = (seconds, cpu), command
             print(
                 f"{label}: engine {seconds:.3f} s (CPU {cpu:.3f} s) = "
                 f"{minutes / seconds:,.0f} candles/s, {closed:,} closed signals, engine process "
@@ -188,12 +191,14 @@ def main() -> None:
             check=True,
         ).stdout.split()
         print("always-long command, CPU s by phase:", ", ".join(split))
-        slow, fast = engines["my-strategy"], engines["always-long"]
-        warm = commands["always-long"]
-        print(
-            f"my-strategy / always-long engine: {slow[0] / fast[0]:.2f}x wall, "
-            f"{slow[1] / fast[1]:.2f}x CPU (goal: within 2x)"
-        )
+        fast = engines["(a) always-long"]
+        warm = commands["(a) always-long"]
+        for label in ("(b) my-strategy", "(c) my-strategy --no-screen"):
+            slow = engines[label]
+            print(
+                f"{label} / always-long engine: {slow[0] / fast[0]:.2f}x wall, "
+                f"{slow[1] / fast[1]:.2f}x CPU (goal for (b): within 2x)"
+            )
         print(
             f"cold / warm always-long command: {cold[0] / warm[0]:.2f}x wall, "
             f"{cold[1] / warm[1]:.2f}x CPU (goal: within 1.5x)"
