@@ -55,3 +55,20 @@ def test_a_cache_in_the_previous_layout_is_rebuilt(tmp_path):
     candles = load_candles(path)
     assert np.array_equal(candles.timestamp, parsed.timestamp)
     assert _mapped(load_candles(path).timestamp)  # rewritten in the new layout
+
+
+def test_the_cache_is_a_plain_npy_file_of_the_seven_row_table(tmp_path):
+    """Written column by column (no second copy of the candles), it is still what np.save
+    would write: any NumPy reads it, and small files get their notes row padded."""
+    for minutes in (3, 1440):  # 3: fewer candles than the notes need
+        path = tmp_path / f"T{minutes}-1m.csv"
+        write_gappy_candles(path, minutes=minutes)
+        parsed = read_candle_csv(path)
+        load_candles(path)
+        table = np.load(cache_path(path))
+        assert table.shape[0] == 7 and table.shape[1] >= len(parsed)
+        assert np.array_equal(table[0, : len(parsed)].view(np.int64), parsed.timestamp)
+        for row, column in enumerate(parsed.columns()[1:], start=1):
+            assert np.array_equal(table[row, : len(parsed)], column)
+        assert not table[:6, len(parsed) :].any()
+        assert np.array_equal(load_candles(path).close, parsed.close)

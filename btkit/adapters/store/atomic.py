@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from btkit.domain.errors import StorageError
@@ -41,12 +41,17 @@ def ensure_private_dir(folder: Path) -> None:
 
 
 def atomic_write_bytes(
-    path: Path, data: bytes, *, before_rename: Callable[[], None] | None = None
+    path: Path,
+    data: bytes | Iterable[bytes | memoryview],
+    *,
+    before_rename: Callable[[], None] | None = None,
 ) -> None:
     """Write to a temp file in the same folder, fsync, rename over `path`, fsync the folder.
 
-    The file is created readable by the owner only. Errors (disk full, read-only
-    folder) leave the previous file untouched and raise StorageError.
+    `data` may come in pieces (e.g. views of arrays), written in order without
+    being joined first. The file is created readable by the owner only. Errors
+    (disk full, read-only folder) leave the previous file untouched and raise
+    StorageError.
     `before_rename` runs once the temp file is durable (crash tests kill there).
     """
     folder = path.parent
@@ -56,7 +61,8 @@ def atomic_write_bytes(
         fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as handle:
             fd = -1
-            handle.write(data)
+            for piece in [data] if isinstance(data, bytes) else data:
+                handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
         if before_rename is not None:
@@ -81,7 +87,7 @@ def atomic_write_bytes(
                 os.unlink(temp_name)
 
 
-def write_private(path: Path, data: bytes) -> Path:
+def write_private(path: Path, data: bytes | Iterable[bytes | memoryview]) -> Path:
     """`atomic_write_bytes`, creating the folder (owner-only) when it is missing."""
     ensure_private_dir(path.parent)
     atomic_write_bytes(path, data)

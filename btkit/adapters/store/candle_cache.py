@@ -134,22 +134,30 @@ def _whole(arrays: CandleArrays, mapping: _Mapping) -> bool:
 
 
 def _write_cache(path: Path, parsed: CandleFile, stamp: np.ndarray) -> None:
+    """Write the 7-row table column by column: never a second copy of the candles in memory."""
     arrays = parsed.candles
     size = len(arrays)
     if size == 0:
         return
-    table = np.zeros((7, max(size, _NOTES + 2 * EXAMPLES + 1)), dtype=np.float64)
-    table[0, :size] = arrays.timestamp.view(np.float64)  # int64 bits, mapped back as int64
-    for row, column in enumerate(arrays.columns()[1:], start=1):
-        table[row, :size] = column
-    table[6, :3] = stamp
-    table[6, 3] = parsed.dropped
-    notes = [number for example in parsed.examples for number in example]
-    table[6, _NOTES : _NOTES + len(notes)] = notes
-    table[6, _NOTES + 2 * EXAMPLES] = size
-    buffer = io.BytesIO()
-    np.save(buffer, table, allow_pickle=False)
+    width = max(size, _NOTES + 2 * EXAMPLES + 1)
+    notes = np.zeros(width, dtype=np.float64)
+    notes[:3] = stamp
+    notes[3] = parsed.dropped
+    numbers = [number for example in parsed.examples for number in example]
+    notes[_NOTES : _NOTES + len(numbers)] = numbers
+    notes[_NOTES + 2 * EXAMPLES] = size
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (7, width)}
+    )
+    padding = bytes(8 * (width - size))
+    columns = [np.ascontiguousarray(arrays.timestamp).view(np.float64)]  # int64 bits
+    columns += [np.ascontiguousarray(column, dtype="<f8") for column in arrays.columns()[1:]]
+    pieces: list[bytes | memoryview] = [header.getvalue()]  # magic, version, header
+    for column in columns:
+        pieces += [column.data.cast("B"), padding]
+    pieces.append(notes.data.cast("B"))
     try:
-        write_private(path, buffer.getvalue())
+        write_private(path, pieces)
     except StorageError as exc:
         log.warning("candle cache not written (%s); the CSV will be parsed next time", exc)

@@ -18,9 +18,10 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib.recfunctions import structured_to_unstructured
 
 from btkit.domain.errors import DataError
@@ -88,10 +89,18 @@ def parse_candle_csv(path: Path) -> CandleFile:
                 lines.append(line_numbers)
     except OSError as exc:
         raise DataError(f"Cannot read candle file {path}: {exc.strerror}.") from exc
-    timestamp = np.concatenate(stamps) if stamps else np.empty(0, dtype=np.int64)
-    table = np.concatenate(tables) if tables else np.empty((0, 5), dtype=np.float64)
-    line_no = np.concatenate(lines) if lines else np.empty(0, dtype=np.int64)
-    return _checked(path, timestamp, table, line_no)
+    # Column by column, each block's part dropped once copied: the blocks and the
+    # joined columns are never both whole in memory, and no transposed copy is made.
+    timestamp = _joined(stamps, np.int64)
+    columns = [_joined([table[:, j] for table in tables], np.float64) for j in range(5)]
+    tables.clear()
+    return _checked(path, timestamp, columns, _joined(lines, np.int64))
+
+
+def _joined(parts: list[npt.NDArray[Any]], dtype: type[np.generic]) -> npt.NDArray[Any]:
+    joined = np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+    parts.clear()
+    return joined
 
 
 def _blocks(path: Path, handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
@@ -182,13 +191,16 @@ def _parse_rows(path: Path, rows: list[str], numbers: Ints) -> tuple[Ints, Float
     )
 
 
-def _checked(path: Path, timestamp: Ints, table: Floats, line_no: Ints) -> CandleFile:
-    codes = candle_faults(timestamp, *table.T)
+def _checked(path: Path, timestamp: Ints, columns: list[Floats], line_no: Ints) -> CandleFile:
+    codes = candle_faults(timestamp, *columns)
     bad = int(np.count_nonzero(codes))
     if bad and bad * 2 > len(codes):
         raise DataError(_refusal(path, codes, timestamp, line_no))
-    good = codes == 0
-    timestamp, table, kept_lines = timestamp[good], table[good], line_no[good]
+    kept_lines = line_no
+    if bad:
+        good = codes == 0
+        timestamp, kept_lines = timestamp[good], line_no[good]
+        columns = [column[good] for column in columns]
     unsorted = np.flatnonzero(timestamp[1:] <= timestamp[:-1])
     if len(unsorted):
         line = int(kept_lines[unsorted[0] + 1])
@@ -197,13 +209,9 @@ def _checked(path: Path, timestamp: Ints, table: Floats, line_no: Ints) -> Candl
             "previous row's; rows must be sorted by time with no duplicates."
         )
     examples = first_faults(codes, line_no.tolist()) if bad else []
-    columns = table.T.copy()
-    return CandleFile(
-        path,
-        CandleArrays(timestamp, columns[0], columns[1], columns[2], columns[3], columns[4]),
-        bad,
-        tuple(examples),
-    )
+    opens, highs, lows, closes, volumes = columns
+    arrays = CandleArrays(timestamp, opens, highs, lows, closes, volumes)
+    return CandleFile(path, arrays, bad, tuple(examples))
 
 
 def drop_report(path: Path, dropped: int, examples: Sequence[tuple[int, int]]) -> str:
