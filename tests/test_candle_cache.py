@@ -66,7 +66,8 @@ def test_the_cache_is_a_plain_npy_file_of_the_seven_row_table(tmp_path):
         parsed = read_candle_csv(path)
         load_candles(path)
         table = np.load(cache_path(path))
-        assert table.shape[0] == 7 and table.shape[1] >= len(parsed)
+        assert table.shape[0] == 7
+        assert table.shape[1] >= len(parsed)
         assert np.array_equal(table[0, : len(parsed)].view(np.int64), parsed.timestamp)
         for row, column in enumerate(parsed.columns()[1:], start=1):
             assert np.array_equal(table[row, : len(parsed)], column)
