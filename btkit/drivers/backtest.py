@@ -42,6 +42,8 @@ class BacktestRun:
     still_open: OpenSignal | None = None
     opened: list[OpenedResult] = field(default_factory=list)
     stop_requested: bool = False
+    _reported: int = 0
+    """Simulated time of the last progress report."""
     screen: ScreenMask | None = None
     """The strategy's screen (None: every due tick calls `get_signal`)."""
     check_screen: bool = False
@@ -55,13 +57,16 @@ class BacktestRun:
         """Yield every `closed` result in time order; `still_open` is set at the end."""
         runner, frame = self.runner, self.frame
         interval = runner.strategy.interval_ms
-        when = frame.start
-        reported = when
+        when = self._reported = frame.start
         ticks = 0
         await runner.restore()
         screen = self.screen if self._screenable() else None
         while True:
-            when = await self._next_due(when, interval, screen)
+            due_at = next_signal_call_at(runner.last_signal_call, interval)
+            if due_at is not None and when < due_at:
+                when = frame.first_tick_from(due_at)  # the ticks before can only be idle
+            if screen is not None and when <= frame.end:
+                when = await self._past_ruled_out(screen, when, interval)
             if when > frame.end:
                 break
             ticks += 1
@@ -69,9 +74,7 @@ class BacktestRun:
                 await asyncio.sleep(0)  # let other tasks (and a stop request) run
             if self.stop_requested:
                 break
-            if self.progress is not None and when - reported >= 1440 * MINUTE_MS:
-                self.progress(when)
-                reported = when
+            self._report(when)
             result = await runner.tick(when)
             if not isinstance(result, OpenedResult):
                 when = frame.next_tick_after(when)
@@ -86,14 +89,11 @@ class BacktestRun:
         if self.progress is not None:
             self.progress(frame.end)
 
-    async def _next_due(self, when: int, interval: int, screen: ScreenMask | None) -> int:
-        """The first tick from `when` at which `get_signal` is due and not ruled out."""
-        due_at = next_signal_call_at(self.runner.last_signal_call, interval)
-        if due_at is not None and when < due_at:
-            when = self.frame.first_tick_from(due_at)  # the ticks before can only be idle
-        if screen is not None:
-            when = await self._past_ruled_out(screen, when, interval)
-        return when
+    def _report(self, when: int) -> None:
+        """Progress at most once a simulated day."""
+        if self.progress is not None and when - self._reported >= 1440 * MINUTE_MS:
+            self.progress(when)
+            self._reported = when
 
     def _screenable(self) -> bool:
         """Skipping a call is only invisible when nothing else would have seen its tick."""
