@@ -31,25 +31,30 @@ def may_cross(candles: Candles) -> np.ndarray:
     """Per candle: may the averages have crossed at the tick right after it finished?
 
     The screen of `my_strategy` (backtests skip every other tick): the same
-    crossing rule over whole columns, with a margin for rounding, and True
-    where these arrays hold too little history to tell.
+    crossing rule over whole columns, over the same closes `my_strategy` averages
+    (a window of `slow + LOOKBACK`, so a `fast` above `slow` is cut short as there),
+    with a margin for rounding, and True where these arrays hold too little history.
     """
     fast, slow = int(param("fast")), int(param("slow"))
+    window = slow + LOOKBACK
     close = candles.close
     maybe = np.ones(len(close), dtype=bool)
-    if len(close) < slow + LOOKBACK:
+    if len(close) < window:
         return maybe
 
-    def average(length: int) -> np.ndarray:  # of the `length` closes ending at each row
-        return np.convolve(close, np.ones(length), "valid")[slow - length :] / length
+    def average(length: int, back: int) -> np.ndarray:
+        """Per row from `window - 1` on: the mean of `length` closes ending `back` rows earlier."""
+        means = np.convolve(close, np.ones(length), "valid") / length  # ending at row length - 1..
+        first = window - 1 - back - (length - 1)
+        return means[first : len(means) - back]
 
-    fast_mean, slow_mean = average(fast), average(slow)  # from row slow - 1 on
-    fast_now, slow_now = fast_mean[LOOKBACK:], slow_mean[LOOKBACK:]
-    fast_then, slow_then = fast_mean[:-LOOKBACK], slow_mean[:-LOOKBACK]
+    fast_now, slow_now = average(min(fast, window), 0), average(slow, 0)
+    fast_then = average(min(fast, window - LOOKBACK), LOOKBACK)
+    slow_then = average(slow, LOOKBACK)
     margin = TOLERANCE * np.abs(slow_now)
     up = (fast_then <= slow_then + margin) & (fast_now > slow_now - margin)
     down = (fast_then >= slow_then - margin) & (fast_now < slow_now + margin)
-    maybe[slow + LOOKBACK - 1 :] = up | down
+    maybe[window - 1 :] = up | down
     return maybe
 
 

@@ -120,7 +120,15 @@ def decisions(outcome: SymbolOutcome) -> list[tuple[Any, ...]]:
     ]
 
 
-@pytest.mark.parametrize("values", [{}, {"fast": 5, "slow": 20}, {"fast": 25, "slow": 60}])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"fast": 5, "slow": 20},
+        {"fast": 25, "slow": 60},
+        {"fast": 25, "slow": 20},
+    ],
+)
 def test_my_strategy_decides_the_same_with_and_without_its_screen(values: dict[str, int]) -> None:
     shipped = resolve_strategy(REPO / "strategies", "my-strategy").bind(values)
     assert shipped.screen is not None
