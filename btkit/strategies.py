@@ -163,6 +163,9 @@ def _wrapped(written: StrategyDef, values: dict[str, Value]) -> StrategyDef:
         with bound_values(frozen):
             return await written.get_signal(symbol)
 
+    # The runner calls this instead, with the values on its tick (no wrapper per call).
+    get_signal.btkit_written = written.get_signal  # type: ignore[attr-defined]
+
     return replace(
         written,
         get_signal=get_signal,

@@ -9,12 +9,13 @@ when asked, and the same windows, context and results as before.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from btkit import Signal, get_candles, strategy
+from btkit import IntRange, Signal, get_candles, param, strategy
 from btkit.adapters.store.signal_state import MemorySignalStore
 from btkit.context import execution_context, method_context
 from btkit.domain.model import MINUTE_MS, IdleResult, OpenedResult
@@ -153,3 +154,41 @@ def test_strategy_code_sees_the_tick_context_and_the_watchdog_a_named_call():
     assert seen["candles"] == 5
     assert seen["in_strategy"].startswith("strategy hot get_signal for S (")
     assert runner.in_strategy is None
+
+
+def test_the_runner_calls_a_bound_strategy_as_written_with_its_values_on_the_tick():
+    seen: list[Any] = []
+
+    async def tuned(symbol: str) -> None:
+        seen.append(param("fast"))
+
+    declared = strategy("hot", interval="1m", params={"fast": IntRange(1, 9, default=3)})(tuned)
+    bound = declared.bind({"fast": 7})
+    runner = runner_for(tuned)
+    runner = SymbolRunner(
+        symbol="S",
+        strategy=bound,
+        exchange_name="replay",
+        market=runner.market,
+        store=MemorySignalStore(),
+        costs=Costs(),
+        backtest=True,
+    )
+    assert runner._get_signal is tuned  # no wrapper coroutine per call
+    asyncio.run(runner.tick(START + 50 * MINUTE_MS))
+    assert seen == [7]
+
+    async def replaced(symbol: str) -> None:  # a function set after binding is called as set
+        seen.append(("replaced", param("fast")))
+
+    later = SymbolRunner(
+        symbol="S",
+        strategy=dataclasses.replace(bound, get_signal=replaced),
+        exchange_name="replay",
+        market=runner.market,
+        store=MemorySignalStore(),
+        costs=Costs(),
+        backtest=True,
+    )
+    asyncio.run(later.tick(START + 50 * MINUTE_MS))
+    assert seen == [7, ("replaced", 7)]

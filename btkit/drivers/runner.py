@@ -34,7 +34,7 @@ from btkit.engine import step
 from btkit.engine.pnl import Costs
 from btkit.faults import crash_point
 from btkit.ports import EventLog, ExchangeClose, MarketData, SignalStore, Trading
-from btkit.strategies import Callback, StrategyDef
+from btkit.strategies import Callback, SignalFunction, StrategyDef
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +148,11 @@ class SymbolRunner:
         self.trading: Trading = trading or NO_TRADING
         """Orders for this symbol's signals (NoTrading: none)."""
         self._method = MethodContext(strategy.name, exchange_name, frame_name, strategy.values)
-        unbound = strategy.unbound
-        self._get_signal = (
-            unbound.get_signal if unbound is not None and strategy.values else strategy.get_signal
+        self._get_signal: SignalFunction = getattr(
+            strategy.get_signal, "btkit_written", strategy.get_signal
         )
-        """As written: its `param()` values ride on the tick, not on a wrapper per call."""
+        """As written: its `param()` values ride on the tick, not on a wrapper per call
+        (only the wrapper `StrategyDef.bind` made is skipped, never a function set later)."""
         self._key = step.SymbolKey(strategy.name, exchange_name, symbol)
         self.state: PersistedState = store.load()
         """The open signal, throttle and cursor; replaced whole by each step."""
