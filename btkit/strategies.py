@@ -23,7 +23,16 @@ from btkit.context import bound_values
 from btkit.domain.errors import ConfigError, StrategyLoadError
 from btkit.domain.model import Signal
 from btkit.engine.intervals import SIGNAL_INTERVALS, interval_ms
-from btkit.engine.params import Space, Value, Values, check_space, checked_values, name_suffix
+from btkit.engine.params import (
+    Keep,
+    Space,
+    Value,
+    Values,
+    check_space,
+    checked_values,
+    label,
+    name_suffix,
+)
 
 if TYPE_CHECKING:
     from btkit.market.screen_mask import Screen
@@ -56,6 +65,20 @@ class StrategyDef:
     """The functions as written, before `param()` values were wrapped around them."""
     screen: Screen | None = None
     """Backtests only: candle columns in, per candle whether a signal may open right after."""
+    constraint: Keep | None = None
+    """Which parameter sets make sense (`fast < slow`); sweeps skip, `bind` refuses the rest."""
+
+    def allows(self, values: Values) -> bool:
+        """Whether the constraint accepts `values` (a full set); its failure is a ConfigError."""
+        if self.constraint is None:
+            return True
+        try:
+            return bool(self.constraint(dict(values)))
+        except Exception as exc:
+            raise ConfigError(
+                f"The constraint of strategy {self.declared_name or self.name!r} "
+                f"({self.source or 'its file'}) raised {type(exc).__name__}: {exc}. Fix it."
+            ) from exc
 
     @property
     def interval_ms(self) -> int:
@@ -82,6 +105,11 @@ class StrategyDef:
                 f"Strategy {family!r}: {exc}. Run `btkit sweep` again or fix the saved "
                 "parameter set."
             ) from None
+        if not replace(base, source=self.source).allows(chosen):
+            raise ConfigError(
+                f"Strategy {family!r}: the parameter set {label(chosen)} breaks the strategy's "
+                "constraint (its `constraint=` in @strategy); choose values it allows."
+            )
         bound = _wrapped(base, chosen)
         return replace(bound, name=f"{family}+{name_suffix(chosen)}", source=self.source)
 
@@ -98,6 +126,7 @@ def strategy(
     on_tick: Callback | None = None,
     params: Space | None = None,
     screen: Screen | None = None,
+    constraint: Keep | None = None,
 ) -> Callable[[SignalFunction], StrategyDef]:
     """Declare an async `get_signal(symbol)` as the strategy `name`.
 
@@ -106,7 +135,9 @@ def strategy(
     receive the tick result and may be plain or async functions. `params`
     declares tunable parameters (`{"fast": IntRange(5, 50, step=5)}`) that the
     code reads with `param("fast")`: their defaults unless `btkit sweep` or
-    `--params NAME` binds other values.
+    `--params NAME` binds other values. `constraint` (a function of the values
+    dict, e.g. `lambda p: p["fast"] < p["slow"]`) says which combinations make
+    sense: sweeps skip the others and `--params` refuses them.
 
     `screen` makes backtests and sweeps fast for a strategy that rarely signals:
     a plain function given `Candles` (read its columns, `.close` etc., as whole
@@ -131,6 +162,16 @@ def strategy(
         defaults = check_space(space)
     except ValueError as exc:
         raise ValueError(f"strategy {name!r}: {exc}") from None
+    if constraint is not None and space:
+        try:
+            allowed = constraint(dict(defaults))
+        except Exception as exc:
+            raise ValueError(
+                f"strategy {name!r}: its constraint raised {type(exc).__name__}: {exc} "
+                "on the parameters' defaults"
+            ) from exc
+        if not allowed:
+            raise ValueError(f"strategy {name!r}: the parameters' defaults break its constraint")
 
     def decorate(function: SignalFunction) -> StrategyDef:
         if not inspect.iscoroutinefunction(function):
@@ -148,6 +189,7 @@ def strategy(
             params=tuple(space.items()),
             declared_name=name,
             screen=screen,
+            constraint=constraint,
         )
         # No parameters: the functions run as written, exactly as before parameters existed.
         return _wrapped(written, defaults) if space else written

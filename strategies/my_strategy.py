@@ -6,9 +6,10 @@ above the slow one it goes long, below it goes short. Take-profit and stop-loss
 sit at a multiple of the recent average 1m range, never closer than 0.4 % (the
 round-trip cost of fees and slippage), and the signal expires after an hour.
 The two lengths are tunable: `btkit sweep ETHBTC --strategy my-strategy` tries
-others (declared in `params=`, read with `param(...)`). Backtests call it only
-where `may_cross`, the same rule over whole columns, says the averages may have
-crossed: `screen=` in the API, checked by `btkit backtest --check-screen`.
+others (declared in `params=`, read with `param(...)`; `constraint=` keeps
+fast below slow). Backtests call it only where `may_cross`, the same rule over
+whole columns, says the averages may have crossed: `screen=` in the API,
+checked by `btkit backtest --check-screen`.
 
 It is an example of the API to copy, not a money-maker: on the shipped January
 2018 candles it loses about 0.4 % per trade after costs (see `btkit backtest`).
@@ -67,6 +68,7 @@ def may_cross(candles: Candles) -> np.ndarray:
         "slow": IntRange(20, 60, step=10, default=SLOW),
     },
     screen=may_cross,
+    constraint=lambda p: p["fast"] < p["slow"],  # sweeps skip the sets that make no sense
 )
 async def my_strategy(symbol: str) -> Signal | None:
     fast, slow = int(param("fast")), int(param("slow"))

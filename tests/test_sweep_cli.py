@@ -179,3 +179,17 @@ def test_samples_draw_a_seeded_subset(swept: Project) -> None:
     result = json.loads(first.stdout)
     assert result["jobs"] == {"total": 8, "run": 8, "reused": 0}
     assert len(result["leaderboard"]) == 2
+
+
+def test_my_strategys_sweep_leaves_out_the_sets_its_constraint_forbids(project: Project) -> None:
+    done = project.run(
+        "sweep", "ETHBTC", "-s", "my-strategy", "--workers", "2", "--json",
+        "--start", "2018-01-20", "--end", "2018-01-24",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["sets"] == {"run": 23, "skipped_by_constraint": 2}  # (20, 20), (25, 20)
+    swept = [row["params"] for row in result["leaderboard"]]
+    assert all(p["fast"] < p["slow"] for p in swept)
+    assert len(swept) == 23
+    assert "2 more left out by the strategy's constraint" in done.stderr

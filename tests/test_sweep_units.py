@@ -161,3 +161,46 @@ def test_packed_trades_come_back_bit_for_bit() -> None:
 
 def _without_id(trade: Trade) -> list[object]:
     return [getattr(trade, f.name) for f in dataclasses.fields(trade) if f.name != "signal_id"]
+
+
+PAIRS = {"fast": IntRange(5, 25, step=5, default=10), "slow": IntRange(20, 60, step=10)}
+
+
+def below(values: dict[str, object]) -> bool:
+    return values["fast"] < values["slow"]  # type: ignore[operator]
+
+
+def test_a_constraint_leaves_sets_that_break_it_out_of_the_grid_and_the_sample() -> None:
+    kept = grid(PAIRS, below)
+    assert len(kept) == grid_size(PAIRS) - 2  # (20, 20) and (25, 20)
+    assert all(below(values) for values in kept)
+    drawn = sample(PAIRS, 10, seed=3, keep=below)
+    assert len(drawn) == 10
+    assert all(below(values) for values in drawn)
+    assert len({label(values) for values in drawn}) == 10
+    assert drawn == sample(PAIRS, 10, seed=3, keep=below)  # a rerun finds the same jobs
+    assert len(sample(PAIRS, 100, seed=3, keep=below)) == 23  # all there are
+    assert sample(PAIRS, 5, seed=3) == sample(PAIRS, 5, seed=3, keep=None)  # unchanged
+
+
+def test_binding_a_set_that_breaks_the_constraint_is_refused() -> None:
+    @strategy("pairs", params=PAIRS, constraint=below)
+    async def pairs(symbol: str) -> None:
+        return None
+
+    assert pairs.bind({"fast": 5, "slow": 20}).values == (("fast", 5), ("slow", 20))
+    with pytest.raises(ConfigError, match="fast=25,slow=20 breaks the strategy's constraint"):
+        pairs.bind({"fast": 25, "slow": 20})
+
+    def broken(values: dict[str, object]) -> bool:
+        if values["fast"] == 25:
+            raise KeyError("speed")
+        return True
+
+    odd = strategy("odd", params=PAIRS, constraint=broken)(pairs.get_signal)
+    with pytest.raises(ConfigError, match=r"constraint of strategy 'odd'.*raised KeyError"):
+        odd.bind({"fast": 25, "slow": 60})
+    with pytest.raises(ValueError, match="its constraint raised KeyError"):
+        strategy("odder", params=PAIRS, constraint=lambda p: p["speed"])(pairs.get_signal)
+    with pytest.raises(ValueError, match="defaults break its constraint"):
+        strategy("bad", params=PAIRS, constraint=lambda p: p["fast"] > 20)(pairs.get_signal)

@@ -41,6 +41,8 @@ class SweepPlan:
     """Job key -> (set index, window index, symbol)."""
     history: dict[str, CandleArrays]
     files: dict[str, Path]
+    skipped: int = 0
+    """Grid sets the strategy's constraint left out."""
 
 
 def plan_sweep(
@@ -49,22 +51,7 @@ def plan_sweep(
     """Check everything, then list the jobs (one backtest per set, window and symbol)."""
     checked = plan(settings, symbols, strategy_name, "replay", start=options.start, end=options.end)
     strategy = checked.strategy
-    space = strategy.space
-    if not space:
-        raise ConfigError(
-            f"Strategy {strategy.name!r} declares no parameters to sweep. Declare them next "
-            'to its code, e.g. @strategy("name", params={"fast": IntRange(5, 50, step=5)}), '
-            'and read them with param("fast").'
-        )
-    size = grid_size(space)
-    if options.samples is None and size > GRID_LIMIT:
-        raise ConfigError(
-            f"The grid of {strategy.name!r} has {size:,} parameter sets (more than "
-            f"{GRID_LIMIT:,}); sample it with --samples N instead."
-        )
-    if options.samples is not None and options.samples < 1:
-        raise ConfigError("--samples must be at least 1.")
-    sets = grid(space) if options.samples is None else sample(space, options.samples, options.seed)
+    sets, skipped = _parameter_sets(strategy, options)
     start = max(job.frame.start for job in checked.jobs)
     end = min(job.frame.end for job in checked.jobs)
     if end <= start:
@@ -99,7 +86,42 @@ def plan_sweep(
         where,
         checked.history,
         {job.symbol: job.candles_file for job in checked.jobs},
+        skipped,
     )
+
+
+def _parameter_sets(
+    strategy: StrategyDef, options: SweepOptions
+) -> tuple[list[dict[str, Value]], int]:
+    """The sets to run (the grid or a sample, as the constraint allows) and how many of
+    the grid's the constraint left out."""
+    space = strategy.space
+    if not space:
+        raise ConfigError(
+            f"Strategy {strategy.name!r} declares no parameters to sweep. Declare them next "
+            'to its code, e.g. @strategy("name", params={"fast": IntRange(5, 50, step=5)}), '
+            'and read them with param("fast").'
+        )
+    size = grid_size(space)
+    if options.samples is None and size > GRID_LIMIT:
+        raise ConfigError(
+            f"The grid of {strategy.name!r} has {size:,} parameter sets (more than "
+            f"{GRID_LIMIT:,}); sample it with --samples N instead."
+        )
+    if options.samples is not None and options.samples < 1:
+        raise ConfigError("--samples must be at least 1.")
+    keep = strategy.allows if strategy.constraint is not None else None
+    if options.samples is None:
+        sets = grid(space, keep)
+        skipped = size - len(sets)
+    else:
+        sets, skipped = sample(space, options.samples, options.seed, keep), 0
+    if not sets:
+        raise ConfigError(
+            f"The constraint of {strategy.name!r} allows none of its declared parameter sets; "
+            "fix the constraint or the declared ranges."
+        )
+    return sets, skipped
 
 
 def _windowed(job: BacktestJob, window: Window) -> BacktestJob:

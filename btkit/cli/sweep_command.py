@@ -109,6 +109,7 @@ def run_sweep_command(
         )
     result = _as_json(planned, ranking, rows, folds, best, save_as if saved else None)
     result["jobs"] = {"total": len(planned.jobs), "run": ran, "reused": len(planned.jobs) - ran}
+    result["sets"] = {"run": len(planned.sets), "skipped_by_constraint": planned.skipped}
     atomic_write_bytes(report_path, _markdown(planned, ranking, rows, folds, result).encode())
     out = stderr if json_output else stdout
     if json_output:
@@ -118,6 +119,7 @@ def run_sweep_command(
         out.print(_folds_table(planned, ranking, folds))
     jobs_per_second = ran / elapsed if elapsed > 0 else 0.0
     out.print(
+        f"{len(planned.sets):,} parameter sets{_skipped(planned)}, "
         f"{len(planned.jobs):,} jobs ({ran:,} run in {elapsed:.1f} s, {jobs_per_second:,.1f}/s; "
         f"{len(planned.jobs) - ran:,} already done); report written to {report_path}",
         highlight=False,
@@ -327,6 +329,13 @@ def _folds_table(planned: SweepPlan, ranking: Ranking, folds: Sequence[Fold]) ->
     return table
 
 
+def _skipped(planned: SweepPlan) -> str:
+    """What the strategy's constraint left out of the grid, if anything."""
+    if not planned.skipped:
+        return ""
+    return f" ({planned.skipped:,} more left out by the strategy's constraint)"
+
+
 def _markdown(
     planned: SweepPlan,
     ranking: Ranking,
@@ -341,7 +350,7 @@ def _markdown(
         f"# Sweep report: {planned.strategy.name}",
         "",
         f"- Symbols: {', '.join(planned.symbols)}",
-        f"- Parameter sets: {len(planned.sets)}; jobs: {len(planned.jobs)}",
+        f"- Parameter sets: {len(planned.sets)}{_skipped(planned)}; jobs: {len(planned.jobs)}",
         f"- Ranked by: {ranking.metric}"
         + (f", max drawdown {ranking.max_drawdown}%" if ranking.max_drawdown is not None else ""),
         f"- In sample: {format_time(windows[0].start)} to {format_time(windows[-2].end)}",

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
 
@@ -137,13 +137,18 @@ def grid_size(space: Space) -> int:
     return math.prod(len(p.values()) for p in space.values())
 
 
-def grid(space: Space) -> list[dict[str, Value]]:
-    """Every combination, the first parameter varying slowest."""
+Keep = Callable[[dict[str, Value]], bool]
+"""A strategy's constraint: which parameter sets make sense (None: all)."""
+
+
+def grid(space: Space, keep: Keep | None = None) -> list[dict[str, Value]]:
+    """Every combination that `keep` allows, the first parameter varying slowest."""
     names = list(space)
-    return [
+    every = (
         dict(zip(names, combo, strict=True))
         for combo in product(*(space[n].values() for n in names))
-    ]
+    )
+    return [values for values in every if keep is None or keep(values)]
 
 
 def point(space: Space, index: int) -> dict[str, Value]:
@@ -157,16 +162,39 @@ def point(space: Space, index: int) -> dict[str, Value]:
     return {name: chosen[name] for name in names}
 
 
-def sample(space: Space, count: int, seed: int) -> list[dict[str, Value]]:
-    """`count` distinct combinations drawn at random (the whole grid when it is smaller).
+def sample(space: Space, count: int, seed: int, keep: Keep | None = None) -> list[dict[str, Value]]:
+    """`count` distinct combinations that `keep` allows, drawn at random (every allowed
+    one when there are fewer).
 
     Seeded, so a rerun draws the same points and a resumed sweep finds its jobs.
     """
     size = grid_size(space)
-    if count >= size:
-        return grid(space)
-    indices = random.Random(seed).sample(range(size), count)
-    return [point(space, i) for i in indices]
+    if keep is None:
+        if count >= size:
+            return grid(space)
+        indices = random.Random(seed).sample(range(size), count)
+        return [point(space, i) for i in indices]
+    rng = random.Random(seed)
+    if size <= _SHUFFLE_LIMIT:  # draw from the whole grid in a seeded order
+        order: Iterable[int] = rng.sample(range(size), size)
+    else:  # too large to shuffle: random draws, given up after many misses
+        order = (rng.randrange(size) for _ in range(count * _DRAWS_PER_POINT))
+    chosen: list[dict[str, Value]] = []
+    seen: set[int] = set()
+    for index in order:
+        if index in seen:
+            continue
+        seen.add(index)
+        values = point(space, index)
+        if keep(values):
+            chosen.append(values)
+            if len(chosen) == count:
+                break
+    return chosen
+
+
+_SHUFFLE_LIMIT = 1_000_000
+_DRAWS_PER_POINT = 50
 
 
 def label(values: Values) -> str:
