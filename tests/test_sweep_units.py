@@ -6,6 +6,9 @@ import asyncio
 import dataclasses
 import itertools
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -204,3 +207,25 @@ def test_binding_a_set_that_breaks_the_constraint_is_refused() -> None:
         strategy("odder", params=PAIRS, constraint=lambda p: p["speed"])(pairs.get_signal)
     with pytest.raises(ValueError, match="defaults break its constraint"):
         strategy("bad", params=PAIRS, constraint=lambda p: p["fast"] > 20)(pairs.get_signal)
+
+
+@pytest.mark.system
+def test_strategy_files_shipped_to_a_worker_are_removed_when_it_ends(tmp_path: Path) -> None:
+    (tmp_path / "one.py").write_text("X = 1\n")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from btkit.app.sweep_jobs import StrategyFiles\n"
+        "shipped = StrategyFiles.read(Path(sys.argv[1]))\n"
+        "folder = shipped.materialise()\n"
+        "assert shipped.materialise() == folder  # once per content\n"
+        "assert (folder / 'one.py').read_text() == 'X = 1\\n'\n"
+        "print(folder)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip())
+    assert folder.name.startswith("btkit-strategies-")
+    assert not folder.exists()

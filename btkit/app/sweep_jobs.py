@@ -68,7 +68,7 @@ def file_digest(path: Path) -> str:
 _lock = threading.Lock()
 _strategies: dict[tuple[Path, str, str], StrategyDef] = {}
 _candles: dict[tuple[Path, str], CandleArrays] = {}
-_bundles: dict[str, Path] = {}
+_bundles: dict[str, tempfile.TemporaryDirectory[str]] = {}
 
 
 def _strategy(folder: Path, name: str, source: str) -> StrategyDef:
@@ -134,13 +134,14 @@ class StrategyFiles:
         """The files in a private folder of this worker, written once per content."""
         digest = self.digest
         with _lock:
-            folder = _bundles.get(digest)
-            if folder is None:
-                folder = Path(tempfile.mkdtemp(prefix=f"btkit-strategies-{digest}-"))
+            bundle = _bundles.get(digest)
+            if bundle is None:
+                # removed when the worker process ends (TemporaryDirectory's finalizer)
+                bundle = tempfile.TemporaryDirectory(prefix=f"btkit-strategies-{digest}-")
                 for name, text in self.files:
-                    (folder / name).write_text(text, "utf-8")
-                _bundles[digest] = folder
-            return folder
+                    (Path(bundle.name) / name).write_text(text, "utf-8")
+                _bundles[digest] = bundle
+            return Path(bundle.name)
 
 
 def source_digest(strategy: StrategyDef) -> str:
