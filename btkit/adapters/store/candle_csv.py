@@ -144,6 +144,13 @@ def _parse_block(path: Path, first_line: int, block: bytes) -> tuple[Ints, Float
     except UnicodeDecodeError as exc:
         line = first_line + block.count(b"\n", 0, exc.start)
         raise DataError(f"{path}:{line}: not UTF-8 text; a candle file is a plain CSV.") from None
+    if "\r" not in text and "\n\n" not in text and not text.startswith("\n"):
+        # the usual block: no blank line, no CR, so NumPy reads it without a split
+        count = text.count("\n") + (not text.endswith("\n"))
+        parsed = _read_rows(text)
+        if parsed is not None and len(parsed) == count:
+            numbers = np.arange(first_line, first_line + count, dtype=np.int64)
+            return parsed["t"], structured_to_unstructured(parsed[HEADER[1:]]), numbers
     rows = text.split("\n")
     if rows[-1] == "":
         rows.pop()  # after the block's last newline
@@ -155,15 +162,18 @@ def _parse_block(path: Path, first_line: int, block: bytes) -> tuple[Ints, Float
         rows, numbers = [rows[i] for i in keep], numbers[keep]
     if not rows:
         return np.empty(0, dtype=np.int64), np.empty((0, 5)), numbers
-    try:
-        parsed = np.loadtxt(
-            io.StringIO("\n".join(rows)), delimiter=",", dtype=_ROW, comments=None, ndmin=1
-        )
-    except ValueError:
-        parsed = None  # found again below, with its line number
+    parsed = _read_rows("\n".join(rows))
     if parsed is None or len(parsed) != len(rows):
         return _parse_rows(path, rows, numbers)
     return parsed["t"], structured_to_unstructured(parsed[HEADER[1:]]), numbers
+
+
+def _read_rows(text: str) -> npt.NDArray[np.void] | None:
+    """NumPy's C reader over whole lines; None where it refuses (found again, exactly)."""
+    try:
+        return np.loadtxt(io.StringIO(text), delimiter=",", dtype=_ROW, comments=None, ndmin=1)
+    except ValueError:
+        return None
 
 
 def _parse_rows(path: Path, rows: list[str], numbers: Ints) -> tuple[Ints, Floats, Ints]:
